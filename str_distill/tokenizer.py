@@ -1,0 +1,225 @@
+"""Charsets and the one tokenizer contract shared by CTC and attention decoding.
+
+Index layout (``C`` = number of characters in the charset):
+
+* class ``0`` is *end-of-sequence* for the attention decoder and *blank* for CTC;
+* character ``charset[i]`` is class ``i + 1``;
+* ``BOS = C + 1`` and ``PAD = C + 2`` only ever appear as attention-decoder *inputs*; ``MASK = C + 3`` is the
+  placeholder input of the parallel (non-autoregressive) pass.
+
+Both heads therefore predict ``C + 1`` classes and :meth:`Tokenizer.decode` turns either head's probabilities into
+text plus per-character probabilities.
+
+Labels with characters outside the charset are handled by :meth:`Tokenizer.normalize`: Unicode is NFKD-folded to
+ASCII where that keeps the character's identity (``é`` -> ``e``), case is folded when the charset has only one
+case, and whatever is still unknown is either dropped (``unknown="drop"``, the default, reported by the data
+layer) or raises ``ValueError`` (``unknown="error"``). Nothing crashes silently.
+"""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+__all__ = ["CHARSETS", "Decoded", "Tokenizer", "resolve_charset"]
+
+CHARSETS: dict[str, str] = {
+    "36": string.digits + string.ascii_lowercase,
+    "62": string.digits + string.ascii_lowercase + string.ascii_uppercase,
+    "94": string.digits + string.ascii_lowercase + string.ascii_uppercase + string.punctuation,
+}
+
+
+def resolve_charset(charset: str) -> str:
+    """Return the literal characters for a built-in charset name (``"36"``, ``"62"``, ``"94"``) or a literal string.
+
+    Raises:
+        ValueError: if the literal charset is empty or has repeated characters.
+    """
+    chars = CHARSETS.get(charset, charset)
+    if not chars:
+        raise ValueError("charset is empty")
+    dupes = sorted({c for c in chars if chars.count(c) > 1})
+    if dupes:
+        raise ValueError(f"charset has repeated characters: {''.join(dupes)!r}")
+    return chars
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded sequence.
+
+    Attributes:
+        text: the recognized string.
+        char_probs: tensor of shape ``(len(text),)``: the probability of each emitted character.
+        confidence: sequence confidence in [0, 1]. Attention decoding: product of the per-character probabilities
+            and the end-of-sequence probability. CTC: probability of the greedy alignment path (product of the
+            per-frame maximum probabilities).
+    """
+
+    text: str
+    char_probs: torch.Tensor
+    confidence: float
+
+
+class Tokenizer:
+    """Maps labels to class indices and decoder outputs back to text.
+
+    Args:
+        charset: a built-in charset name (``"36"``, ``"62"``, ``"94"``) or the literal characters.
+        max_length: the longest label the decoder emits (25 by convention).
+        unknown: what :meth:`normalize` does with characters outside the charset: ``"drop"`` or ``"error"``.
+    """
+
+    EOS = 0
+    BLANK = 0
+
+    def __init__(self, charset: str = "94", max_length: int = 25, unknown: Literal["drop", "error"] = "drop") -> None:
+        if unknown not in ("drop", "error"):
+            raise ValueError(f"unknown must be 'drop' or 'error', got {unknown!r}")
+        self.charset = resolve_charset(charset)
+        self.max_length = int(max_length)
+        self.unknown = unknown
+        self._index = {c: i + 1 for i, c in enumerate(self.charset)}
+        self.BOS = len(self.charset) + 1
+        self.PAD = len(self.charset) + 2
+        self.MASK = len(self.charset) + 3
+        has_lower = any(c.islower() for c in self.charset)
+        has_upper = any(c.isupper() for c in self.charset)
+        self._fold = "lower" if has_lower and not has_upper else "upper" if has_upper and not has_lower else None
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes of both heads: ``len(charset) + 1`` (EOS/blank first)."""
+        return len(self.charset) + 1
+
+    @property
+    def num_input_tokens(self) -> int:
+        """Attention-decoder input vocabulary: classes + BOS, PAD, MASK."""
+        return len(self.charset) + 4
+
+    def __len__(self) -> int:
+        return len(self.charset)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(charset={self.charset!r}, max_length={self.max_length})"
+
+    # ----------------------------------------------------------------------------------------------- labels
+    def unknown_chars(self, label: str) -> str:
+        """Characters of ``label`` that :meth:`normalize` cannot map into the charset (empty string if none)."""
+        return "".join(c for c in self._fold_case(self._ascii_fold(label)) if c not in self._index)
+
+    def normalize(self, label: str) -> str:
+        """Map a label into the charset: NFKD ASCII folding, case folding, then drop or reject unknown characters.
+
+        Raises:
+            ValueError: with ``unknown="error"``, naming the characters outside the charset.
+        """
+        folded = self._fold_case(self._ascii_fold(label))
+        bad = [c for c in folded if c not in self._index]
+        if bad and self.unknown == "error":
+            raise ValueError(f"label {label!r} has characters outside the charset: {''.join(sorted(set(bad)))!r}")
+        return "".join(c for c in folded if c in self._index)
+
+    def _ascii_fold(self, label: str) -> str:
+        out = []
+        for c in label:
+            if c in self._index:
+                out.append(c)
+                continue
+            base = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode("ascii")
+            out.append(base if base and all(b in self._index or b.swapcase() in self._index for b in base) else c)
+        return "".join(out)
+
+    def _fold_case(self, label: str) -> str:
+        if self._fold == "lower":
+            return label.lower()
+        if self._fold == "upper":
+            return label.upper()
+        return label
+
+    def encode(self, labels: list[str], device: torch.device | str | None = None) -> torch.Tensor:
+        """Attention-decoder targets: ``[BOS, c_1..c_n, EOS, PAD...]``.
+
+        Labels must already be normalized (see :meth:`normalize`) and at most ``max_length`` long.
+
+        Returns:
+            LongTensor of shape ``(B, max_len_in_batch + 2)``.
+        """
+        ids = [self._ids(label) for label in labels]
+        width = max((len(x) for x in ids), default=0) + 2
+        out = torch.full((len(ids), width), self.PAD, dtype=torch.long)
+        for i, seq in enumerate(ids):
+            out[i, 0] = self.BOS
+            out[i, 1 : len(seq) + 1] = torch.tensor(seq, dtype=torch.long)
+            out[i, len(seq) + 1] = self.EOS
+        return out.to(device) if device is not None else out
+
+    def encode_ctc(self, labels: list[str], device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """CTC targets.
+
+        Returns:
+            ``(targets, lengths)``: LongTensor ``(B, max_len_in_batch)`` padded with 0 and LongTensor ``(B,)``.
+        """
+        ids = [self._ids(label) for label in labels]
+        width = max((len(x) for x in ids), default=0)
+        targets = torch.zeros((len(ids), max(width, 1)), dtype=torch.long)
+        for i, seq in enumerate(ids):
+            if seq:
+                targets[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+        if device is not None:
+            return targets.to(device), lengths.to(device)
+        return targets, lengths
+
+    def _ids(self, label: str) -> list[int]:
+        if len(label) > self.max_length:
+            raise ValueError(f"label {label!r} is {len(label)} characters long; max_length is {self.max_length}")
+        try:
+            return [self._index[c] for c in label]
+        except KeyError as e:
+            raise ValueError(f"label {label!r} has character {e.args[0]!r} outside the charset; normalize() it first") from None
+
+    # ----------------------------------------------------------------------------------------------- decoding
+    def decode(self, probs: torch.Tensor, mode: Literal["attention", "ctc"] = "attention") -> list[Decoded]:
+        """Greedy decoding of either head's probabilities.
+
+        Args:
+            probs: softmax output of shape ``(B, T, num_classes)``.
+            mode: ``"attention"``: stop at the first EOS; ``"ctc"``: collapse repeats, then remove blanks.
+
+        Returns:
+            One :class:`Decoded` per batch element.
+        """
+        if probs.ndim != 3 or probs.shape[-1] != self.num_classes:
+            raise ValueError(f"probs must have shape (B, T, {self.num_classes}), got {tuple(probs.shape)}")
+        probs = probs.detach().float().cpu()
+        pmax, ids = probs.max(-1)
+        return [self._decode_ctc(p, i) if mode == "ctc" else self._decode_attn(p, i) for p, i in zip(pmax, ids)]
+
+    def _decode_attn(self, pmax: torch.Tensor, ids: torch.Tensor) -> Decoded:
+        eos = (ids == self.EOS).nonzero()
+        n = int(eos[0]) if len(eos) else len(ids)
+        n_chars = min(n, self.max_length)
+        text = "".join(self.charset[int(i) - 1] for i in ids[:n_chars])
+        char_probs = pmax[:n_chars].clone()
+        conf = float(char_probs.prod()) * (float(pmax[n]) if len(eos) else 1.0)
+        return Decoded(text, char_probs, conf)
+
+    def _decode_ctc(self, pmax: torch.Tensor, ids: torch.Tensor) -> Decoded:
+        chars: list[str] = []
+        probs: list[float] = []
+        prev = -1
+        for p, i in zip(pmax.tolist(), ids.tolist()):
+            if i != prev and i != self.BLANK:
+                chars.append(self.charset[i - 1])
+                probs.append(p)
+            elif i == prev and i != self.BLANK:
+                probs[-1] = max(probs[-1], p)
+            prev = i
+        chars, probs = chars[: self.max_length], probs[: self.max_length]
+        return Decoded("".join(chars), torch.tensor(probs, dtype=torch.float32), float(pmax.prod()))
