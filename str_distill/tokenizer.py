@@ -195,6 +195,8 @@ class Tokenizer:
         Returns:
             One :class:`Decoded` per batch element.
         """
+        if mode not in ("attention", "ctc"):
+            raise ValueError(f"mode must be 'attention' or 'ctc', got {mode!r}")
         if probs.ndim != 3 or probs.shape[-1] != self.num_classes:
             raise ValueError(f"probs must have shape (B, T, {self.num_classes}), got {tuple(probs.shape)}")
         probs = probs.detach().float().cpu()

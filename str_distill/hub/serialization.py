@@ -70,6 +70,7 @@ def save_pretrained(
         for k, v in model.state_dict().items()
     }
     meta = {"format": "pt", "str_distill_format": FORMAT_VERSION, "arch": model.config.arch}
+    meta["config"] = json.dumps(model.config.to_dict())  # a lone .safetensors file stays loadable
     meta.update(metadata or {})
     (out / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     for stale in [out / WEIGHTS_NAME, out / INDEX_NAME, *out.glob("model-*-of-*.safetensors")]:

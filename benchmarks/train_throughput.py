@@ -1,0 +1,90 @@
+"""Training throughput of a recognizer: images/s of full optimizer steps, with and without the data pipeline.
+
+Examples (from the repository root)::
+
+    PYTHONPATH=. python3 benchmarks/train_throughput.py --model siga-vit-s --batch-sizes 256 512 --compile both
+    PYTHONPATH=. python3 benchmarks/train_throughput.py --model siga-vit-t --model-arg depth=2 --device cpu \
+        --batch-sizes 32 --data synth --workers 1 --steps 5 --warmup 2
+
+For each batch size and compile setting it prints one JSON line: ``model_images_per_s`` (a device-resident batch,
+the model's ceiling), and with ``--data`` also ``data_images_per_s`` (the DataLoader alone) and
+``train_images_per_s`` (optimizer steps fed by the DataLoader), plus GPU utilization while training with data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="siga-vit-s")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--charset", default="94")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--compile", choices=("off", "on", "both"), default="off")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--data", nargs="*", default=[], metavar="SPEC", help="also measure with this data (e.g. synth)")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", default="runs/throughput", help="throw-away run folder")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from str_distill.cli.train import build_model
+    from str_distill.data import MixedBatchStream, SampleProcessor, build_sources, make_loader, parse_specs
+    from str_distill.data.collate import Batch
+    from str_distill.data.mix import default_num_workers
+    from str_distill.preprocess import Preprocessor
+    from str_distill.training.trainer import TrainConfig, Trainer, benchmark, resolve_device
+
+    device = resolve_device(args.device)
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    ns = argparse.Namespace(seed=0, model=args.model, model_arg=args.model_arg, charset=args.charset,
+                            max_length=None, init=None)
+    for bsz in args.batch_sizes:
+        for comp in compiles:
+            model, _ = build_model(ns, None)
+            tok = model.tokenizer
+            if args.data:
+                sources, _ = build_sources(parse_specs(args.data), tok.charset, tok.max_length)
+                proc = SampleProcessor(tok, Preprocessor(model.config))
+                workers = default_num_workers() if args.workers is None else args.workers
+
+                def data(start: int, sources=sources, proc=proc, bsz=bsz, workers=workers):
+                    stream = MixedBatchStream(sources, proc, bsz, start=start)
+                    return make_loader(stream, workers, pin_memory=device.type == "cuda")
+            else:
+                def data(start: int, bsz=bsz, model=model):
+                    labels = ["throughput", "of", "a", "model", "42"] * (bsz // 5 + 1)
+                    imgs = torch.randn(bsz, 3, *model.config.img_size)
+                    while True:
+                        yield Batch(imgs, labels[:bsz], start)
+
+            cfg = TrainConfig(batch_size=bsz, steps=10**6, compile=comp, precision=args.precision,
+                              progress="none", save_every=0, save_minutes=0, val_every=0)
+            trainer = Trainer(model, cfg, data, args.output, device=device, log=lambda m: print(m, file=sys.stderr))
+            try:
+                res = benchmark(trainer, steps=args.steps, warmup=args.warmup)
+            except torch.cuda.OutOfMemoryError:
+                res = {"error": "out of memory"}
+            if not args.data:
+                for k in ("data_images_per_s", "train_images_per_s", "gpu_util_percent"):
+                    res.pop(k, None)
+            print(json.dumps({"model": args.model, "batch_size": bsz, "compile": comp, **res}), flush=True)
+            del trainer, model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

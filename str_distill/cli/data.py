@@ -1,0 +1,146 @@
+"""``str-distill data``: convert folders to LMDB, check sets for bad samples, preview training batches.
+
+* ``data convert FOLDER -o out.lmdb [--layout standard|packed]``: a ``labels.tsv`` folder to an STR LMDB.
+* ``data check SPEC... [--charset 94]``: read every sample as training would and report the bad ones.
+* ``data preview SPEC... -o preview.png``: a contact sheet of a training batch (after augmentation) with labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("data", help="convert, check and preview training data")
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    c = sub.add_parser("convert", help="convert a labels.tsv folder to an LMDB",
+                       description="Convert a folder with labels.tsv to an LMDB (image bytes copied unchanged).")
+    c.add_argument("folder", help="folder with labels.tsv")
+    c.add_argument("-o", "--output", required=True, help="LMDB directory to create")
+    c.add_argument("--layout", choices=("standard", "packed"), default="standard",
+                   help="standard: image-/label- keys (every STR toolkit reads it); packed: one key per sample")
+    c.add_argument("--no-verify", action="store_true", help="do not decode images to check them")
+    c.set_defaults(func=cmd_convert)
+
+    k = sub.add_parser("check", help="report bad samples of labelled sets for a charset",
+                       description="Read every sample of the sets as training would (label checks + decoding) and "
+                       "report undecodable images, empty or too long labels and characters outside the charset.")
+    k.add_argument("data", nargs="+", metavar="SPEC", help="sets (folders, LMDBs); weights are ignored")
+    k.add_argument("--charset", default="94", help="36, 62, 94 or literal characters (default: 94)")
+    k.add_argument("--max-length", type=int, default=25)
+    k.add_argument("--unknown-chars", choices=("skip", "strip"), default="skip")
+    k.add_argument("--report", help="also write the report as JSON")
+    k.set_defaults(func=cmd_check)
+
+    v = sub.add_parser("preview", help="contact sheet of a training batch as the model sees it")
+    v.add_argument("data", nargs="+", metavar="SPEC", help="SOURCE[:WEIGHT] as for train")
+    v.add_argument("-o", "--output", default="preview.png")
+    v.add_argument("--n", type=int, default=48, help="samples (default: 48)")
+    v.add_argument("--charset", default="94")
+    v.add_argument("--augment", choices=("real", "all", "none"), default="real")
+    v.add_argument("--augment-strength", type=float, default=1.0)
+    v.add_argument("--synth-pack")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--batch", type=int, default=0, help="which batch of the stream (default: 0)")
+    v.set_defaults(func=cmd_preview)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ..data.lmdb import convert_folder
+
+    try:
+        n, report = convert_folder(args.folder, args.output, args.layout, verify=not args.no_verify,
+                                   progress=sys.stderr.isatty())
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} samples to {args.output} ({args.layout} layout)")
+    print(report.format("skipped samples"))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..data.collate import SampleProcessor
+    from ..data.report import BadSampleReport
+    from ..tokenizer import Tokenizer
+    from ..training.evaluate import open_eval_sets
+
+    try:
+        tok = Tokenizer(args.charset, args.max_length)
+        paths = [s.rpartition(":")[0] if _has_weight(s) else s for s in args.data]
+        sets = open_eval_sets(paths)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    proc = SampleProcessor(tok, lambda img: img, None, unknown=args.unknown_chars)  # type: ignore[arg-type,return-value]
+    report = BadSampleReport()
+    for name, ds in sets:
+        for i in range(len(ds)):
+            proc(ds[i], name, report)
+    print(report.format(f"bad samples for charset {args.charset!r}, max length {args.max_length}"))
+    if args.report:
+        report.save(args.report)
+    return 1 if report.total else 0
+
+
+def _has_weight(spec: str) -> bool:
+    head, sep, tail = spec.rpartition(":")
+    if not sep or not head:
+        return False
+    try:
+        float(tail)
+    except ValueError:
+        return False
+    return True
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..data.augment import Augmenter
+    from ..data.collate import SampleProcessor
+    from ..data.mix import MixedBatchStream, build_sources
+    from ..data.spec import parse_specs
+    from ..models.registry import get_config
+    from ..preprocess import Preprocessor
+    from ..tokenizer import Tokenizer
+
+    try:
+        cfg = get_config("siga-vit-s", charset=args.charset)
+        tok = Tokenizer(args.charset, cfg.max_label_length)
+        sources, _ = build_sources(parse_specs(args.data), tok.charset, tok.max_length, seed=args.seed,
+                                   synth_pack=args.synth_pack, augment_real=args.augment in ("real", "all"),
+                                   augment_synth=args.augment == "all")
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    proc = SampleProcessor(tok, Preprocessor(cfg), Augmenter(strength=args.augment_strength))
+    batch = MixedBatchStream(sources, proc, args.n, seed=args.seed).make_batch(args.batch)
+    mean = np.array(cfg.mean, dtype=np.float32)[:, None, None]
+    std = np.array(cfg.std, dtype=np.float32)[:, None, None]
+    h, w = cfg.img_size
+    cols = 4
+    rows = (len(batch) + cols - 1) // cols
+    cell_w, cell_h = w * 2 + 20, h * 2 + 22
+    sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, (img, label) in enumerate(zip(batch.images.numpy(), batch.labels)):
+        arr = np.clip((img * std + mean) * 255, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        tile = Image.fromarray(arr).resize((w * 2, h * 2), Image.Resampling.NEAREST)
+        x, y = (i % cols) * cell_w + 10, (i // cols) * cell_h + 2
+        sheet.paste(tile, (x, y))
+        draw.text((x, y + h * 2 + 2), label, fill=(0, 0, 0), font=font)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.output)
+    print(f"wrote {args.output}: batch {args.batch}, {batch.sources}")
+    print(batch.bad.format())
+    return 0

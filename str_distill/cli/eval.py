@@ -1,0 +1,72 @@
+"""``str-distill eval``: word accuracy and 1-NED of a model on labelled sets (folders with labels.tsv or LMDBs).
+
+Standard protocol (default): lower-case, keep ``[0-9a-z]``, exact match; samples whose filtered label is empty are
+dropped. ``--protocol 94``: the 94 printable ASCII characters, case-sensitive. Prints one row per set and the
+sample-weighted total; writes every failure (set, path, label, prediction, confidence) to ``--failures``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on labelled sets",
+        description="Evaluate a model on labelled sets (folders with labels.tsv, LMDBs, or folders of sets) with the "
+        "standard STR protocol, through the same predictor (and preprocessing) as inference.",
+    )
+    p.add_argument("--model", required=True, help="weights name, directory, .safetensors file or hf-hub:org/repo")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="sets to evaluate")
+    p.add_argument("--protocol", choices=("36", "94"), default="36",
+                   help="36: case-insensitive alphanumerics (default); 94: printable ASCII, case-sensitive")
+    p.add_argument("--decoding", choices=("attention", "ctc"), default="attention")
+    p.add_argument("--mode", choices=("autoregressive", "parallel"), default="autoregressive")
+    p.add_argument("--refine-iters", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--max-samples", type=int, help="only the first N samples of each set")
+    p.add_argument("--failures", default="failures.tsv",
+                   help="TSV of wrong/unreadable samples (default: %(default)s; 'none' to skip)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--keep-aspect-ratio", action="store_true", help="resize without distortion and pad")
+    p.add_argument("--local-files-only", action="store_true")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``str-distill eval``; returns the exit code (2 for bad arguments or unloadable weights)."""
+    from ..predictor import Recognizer
+    from ..training.evaluate import evaluate, open_eval_sets
+
+    try:
+        sets = open_eval_sets(args.data)
+        rec = Recognizer.from_pretrained(
+            args.model, device=args.device, dtype=args.dtype, local_files_only=args.local_files_only,
+            keep_aspect_ratio=args.keep_aspect_ratio,
+        )
+    except (ValueError, FileNotFoundError, KeyError, ImportError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failures = None if args.failures in ("", "none") else Path(args.failures)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    res = evaluate(
+        rec, sets, protocol=args.protocol, decoding=args.decoding, mode=args.mode, refine_iters=args.refine_iters,
+        batch_size=args.batch_size, max_samples=args.max_samples, failures=failures, progress=progress,
+    )
+    print(f"model {args.model}")
+    print(res.table())
+    if failures is not None:
+        print(f"failures written to {failures}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": str(args.model), **res.to_dict()}, indent=2) + "\n")
+    return 0

@@ -1,0 +1,273 @@
+"""``str-distill train``: train or fine-tune a recognizer on mixed data sources.
+
+Fine-tune on your own words in one command::
+
+    str-distill train --init siga-vit-s --data my_words/ --steps 2000
+
+Train from scratch on synthetic + real data for 25 minutes::
+
+    str-distill train --model siga-vit-s --data synth:0.7 IIIT5K_train:0.3 --minutes 25 --val-split 0.05
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_model", "build_trainer", "register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a recognizer",
+        description="Train or fine-tune a recognizer. Data: --data SOURCE[:WEIGHT] ... where SOURCE is 'synth', a "
+        "folder with labels.tsv, an LMDB or a folder of such sets. Outputs in --output: final/ (weights), "
+        "metrics.jsonl, curves.png, bad_samples.json, checkpoint/ (for --resume).",
+        epilog="See docs/training.md for the loss weights, the augmentation and the GPU recipe.",
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="architecture to build (default: the --init source's, else siga-vit-s)")
+    g.add_argument("--init", help="start from these weights: name, directory, .safetensors, hf-hub:org/repo, or an "
+                   "encoder-only pretraining checkpoint; charset layers are re-initialized if --charset differs")
+    g.add_argument("--resume", nargs="?", const="", metavar="DIR",
+                   help="continue a run exactly: a run folder or its checkpoint/ (default: --output)")
+    g.add_argument("--charset", help="charset of the model: 36, 62, 94 or the literal characters")
+    g.add_argument("--max-length", type=int, help="max label length of a new model (default 25)")
+    g.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a ModelConfig field of a new model, e.g. embed_dim=64 (JSON values; repeatable)")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", nargs="+", required=True, metavar="SPEC", help="SOURCE[:WEIGHT] ... (weights relative)")
+    d.add_argument("--val-data", nargs="*", default=[], metavar="DIR", help="validation sets (folders or LMDBs)")
+    d.add_argument("--val-split", type=float, default=0.0,
+                   help="carve this fraction of every real --data set out for validation (not trained on)")
+    d.add_argument("--val-synth", type=int, default=0, metavar="N",
+                   help="also validate on N fixed synthetic samples (rendered with another seed)")
+    d.add_argument("--augment", choices=("real", "all", "none"), default="real",
+                   help="CPU augmentation for real sources only (default), all sources, or none")
+    d.add_argument("--augment-strength", type=float, default=1.0, help="magnitude multiplier (default: 1)")
+    d.add_argument("--gpu-augment", action="store_true", help="also augment whole batches on the device")
+    d.add_argument("--unknown-chars", choices=("skip", "strip"), default="skip",
+                   help="labels with characters outside the charset: skip the sample (default) or strip them; "
+                   "both are counted in the bad-sample report")
+    d.add_argument("--synth-pack", help="resource pack folder for 'synth' (default: $STR_DISTILL_SYNTH_PACK, "
+                   ".synth_pack/, or system fonts)")
+    d.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPU cores - 2)")
+    d.add_argument("--reuse", type=int, default=1, metavar="K",
+                   help="train K consecutive steps on each batch, repeats augmented on the GPU (data-bound machines)")
+    o = p.add_argument_group("optimization")
+    o.add_argument("--steps", type=int, help="step budget")
+    o.add_argument("--minutes", type=float, help="wall-clock budget of the training loop")
+    o.add_argument("--batch-size", type=int, default=256)
+    o.add_argument("--lr", type=float, help="peak learning rate (default: 5e-4 from scratch, 1e-4 with --init)")
+    o.add_argument("--weight-decay", type=float, default=0.05)
+    o.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default="cosine")
+    o.add_argument("--warmup", type=float, default=0.05, help="warm-up as a fraction of the run (default: 0.05)")
+    o.add_argument("--min-lr-ratio", type=float, default=0.01, help="final lr / peak lr of the cosine schedule")
+    o.add_argument("--clip-grad", type=float, default=3.0, help="max gradient norm, 0 = off (default: 3)")
+    o.add_argument("--label-smoothing", type=float, default=0.1)
+    o.add_argument("--loss-weights", default="", metavar="ar=1,parallel=0.5,cloze=0.5,ctc=0.5",
+                   help="weights of the decoder passes and CTC (defaults shown)")
+    o.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="EMA of the weights, e.g. 0.999 (0 = off)")
+    o.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    o.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--device", default="auto")
+    x = p.add_argument_group("distillation")
+    x.add_argument("--distill", choices=("clip",), help="add a distillation objective")
+    x.add_argument("--clip-weights", help="CLIP ViT checkpoint (.safetensors) for --distill clip")
+    x.add_argument("--clip-arch", default="auto", help="auto, openai or openclip (for --distill clip)")
+    r = p.add_argument_group("output and logging")
+    r.add_argument("-o", "--output", help="run folder (default: runs/<arch>-<date>-<time>)")
+    r.add_argument("--log-every", type=int, default=50)
+    r.add_argument("--val-every", type=int, default=1000, help="steps between validations (0 = end only)")
+    r.add_argument("--val-max-samples", type=int, default=2000, help="per validation set")
+    r.add_argument("--val-protocol", choices=("36", "94"), default="36")
+    r.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints (0 = end only)")
+    r.add_argument("--save-minutes", type=float, default=10.0, help="also checkpoint after this many minutes")
+    r.add_argument("--save-dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                   help="dtype of the final weights")
+    r.add_argument("--max-shard-mb", type=float, help="shard the final weights into files of at most this size")
+    r.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto")
+    r.add_argument("--benchmark", action="store_true",
+                   help="measure data and training images/s and GPU utilization, then exit (no training)")
+    r.add_argument("--benchmark-steps", type=int, default=30)
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------------------------------- building
+def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in args.model_arg:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"--model-arg {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key.strip()] = val
+    if args.charset:
+        out["charset"] = args.charset
+    if args.max_length:
+        out["max_label_length"] = args.max_length
+    return out
+
+
+def build_model(args: argparse.Namespace, resume_dir: Path | None) -> tuple[Any, list[str]]:
+    """The model to train and the messages describing where its weights come from."""
+    import torch
+
+    from ..models.config import ModelConfig
+    from ..models.model import STRModel
+    from ..models.registry import get_config
+    from ..training.init import initialize_from, is_encoder_checkpoint
+
+    torch.manual_seed(args.seed)
+    if resume_dir is not None:
+        cfg = json.loads((resume_dir / "model" / "config.json").read_text())
+        return STRModel(ModelConfig.from_dict(cfg)), [f"model config from {resume_dir / 'model'}"]
+    overrides = _model_overrides(args)
+    if args.init and not args.model:
+        enc = is_encoder_checkpoint(args.init)
+        if enc is not None:
+            cfg_file = enc.parent / "config.json"
+            if not cfg_file.is_file():
+                raise FileNotFoundError(f"{enc}: no config.json next to it; pass --model")
+            base = ModelConfig.from_dict(json.loads(cfg_file.read_text())).to_dict()
+            source: Any = args.init
+        else:
+            from ..hub.loading import load_model
+
+            source = load_model(args.init)
+            base = source.config.to_dict()
+        unknown = sorted(set(overrides) - set(base))
+        if unknown:
+            raise KeyError(f"unknown config fields {unknown}")
+        base.update(overrides)
+        model = STRModel(ModelConfig.from_dict(base))
+        return model, initialize_from(model, source)
+    model = STRModel(get_config(args.model or "siga-vit-s", **overrides))
+    msgs = [f"new {model.config.arch} with random weights"]
+    if args.init:
+        msgs = initialize_from(model, args.init)
+    return model, msgs
+
+
+def _resume_dir(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """``(run folder, checkpoint folder)`` for ``--resume`` (``(None, None)`` without it)."""
+    if args.resume is None:
+        return None, None
+    target = Path(args.resume) if args.resume else (Path(args.output) if args.output else None)
+    if target is None:
+        raise ValueError("--resume without a folder needs --output (the run folder to continue)")
+    if (target / "trainer_state.pt").is_file():
+        return target.parent, target
+    if (target / "checkpoint" / "trainer_state.pt").is_file():
+        return target, target / "checkpoint"
+    raise FileNotFoundError(f"--resume {str(target)!r}: no checkpoint there (expected checkpoint/trainer_state.pt)")
+
+
+def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
+    """Everything ``run`` needs: model (+ init), data stream factory, validation sets, objectives, trainer."""
+    import torch
+
+    from ..data.augment import Augmenter
+    from ..data.collate import SampleProcessor
+    from ..data.mix import MixedBatchStream, build_sources, default_num_workers, make_loader
+    from ..data.spec import parse_specs
+    from ..preprocess import Preprocessor
+    from ..training.evaluate import open_eval_sets
+    from ..training.losses import LossWeights
+    from ..training.trainer import TrainConfig, Trainer, resolve_device
+
+    log = log or (lambda m: print(m, flush=True))
+    if args.steps is None and args.minutes is None:
+        raise ValueError("give a budget: --steps N and/or --minutes M")
+    run_dir, ckpt = _resume_dir(args)
+    model, msgs = build_model(args, ckpt)
+    for m in msgs:
+        log(m)
+    specs = parse_specs(args.data)
+    tok = model.tokenizer
+    sources, val_sets = build_sources(
+        specs, tok.charset, tok.max_length, seed=args.seed, synth_pack=args.synth_pack,
+        augment_real=args.augment in ("real", "all"), augment_synth=args.augment == "all", val_split=args.val_split,
+    )
+    if not sources:
+        raise ValueError("every --data source has weight 0")
+    val_sets += open_eval_sets(args.val_data)
+    if args.val_synth:
+        from ..data.mix import SynthSource
+
+        synth_val = SynthSource(tok.charset, tok.max_length, args.synth_pack, seed=args.seed + 1_000_003,
+                                length=args.val_synth)
+        val_sets.append(("synth-val", synth_val))
+    augmenter = Augmenter(strength=args.augment_strength) if args.augment != "none" else None
+    processor = SampleProcessor(tok, Preprocessor(model.config), augmenter, unknown=args.unknown_chars)
+    device = resolve_device(args.device)
+    workers = default_num_workers() if args.workers is None else args.workers
+    if device.type == "cpu":  # the workers have their own cores: oversubscribing threads is very slow
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(min(torch.get_num_threads(), max(1, cores - workers)))
+
+    def data(start: int) -> Any:
+        stream = MixedBatchStream(sources, processor, args.batch_size, seed=args.seed, start=start)
+        return make_loader(stream, workers, pin_memory=device.type == "cuda")
+
+    lr = args.lr if args.lr is not None else (1e-4 if args.init or ckpt else 5e-4)
+    cfg = TrainConfig(
+        batch_size=args.batch_size, lr=lr, weight_decay=args.weight_decay, schedule=args.schedule,
+        warmup=args.warmup, min_lr_ratio=args.min_lr_ratio, steps=args.steps, minutes=args.minutes,
+        clip_grad=args.clip_grad, label_smoothing=args.label_smoothing,
+        loss_weights=LossWeights.parse(args.loss_weights), ema=args.ema, precision=args.precision,
+        compile=args.compile, gpu_augment=args.gpu_augment, reuse=args.reuse, log_every=args.log_every,
+        val_every=args.val_every,
+        save_every=args.save_every, save_minutes=args.save_minutes, val_max_samples=args.val_max_samples,
+        val_protocol=args.val_protocol, save_dtype=args.save_dtype, max_shard_mb=args.max_shard_mb,
+        progress=args.progress, seed=args.seed,
+    )
+    objectives = []
+    if args.distill == "clip":
+        from ..training.clip import build_objective
+
+        objectives.append(build_objective(model, args))
+    out = run_dir or Path(args.output or f"runs/{model.config.arch}-{time.strftime('%Y%m%d-%H%M%S')}")
+    mix = ", ".join(f"{s.name} {w:.2f}" for s, w in zip(sources, MixedBatchStream(sources, processor, 1).weights))
+    log(f"data: {mix}; validation: {', '.join(n for n, _ in val_sets) or 'none'}; {workers} workers; lr {lr:g}")
+    info = {"argv": sys.argv[1:], "data": [s.text for s in specs], "init": args.init, "init_messages": msgs,
+            "sources": {s.name: len(s.dataset) if not s.infinite else None for s in sources}, "workers": workers}
+    trainer = Trainer(model, cfg, data, out, objectives, val_sets, device, log=log, run_info=info)
+    if ckpt is not None:
+        saved = json.loads(torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=True)["config"])
+        diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if saved.get(k) != v and k in saved}
+        diff = {k: v for k, v in diff.items() if not (isinstance(v[0], list) and tuple(v[0]) == v[1])}
+        if diff:
+            log("note: settings differ from the checkpoint's (resume is exact only with the same ones): "
+                + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()))
+        trainer.resume(ckpt)
+    return trainer
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``str-distill train``; returns the exit code."""
+    try:
+        trainer = build_trainer(args)
+    except (ValueError, FileNotFoundError, KeyError, ImportError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.benchmark:
+        from ..training.trainer import benchmark
+
+        res = benchmark(trainer, steps=args.benchmark_steps)
+        print(json.dumps(res, indent=2))
+        return 0
+    summary = trainer.fit()
+    print(json.dumps({k: summary[k] for k in ("step", "time", "final", "bad_samples", "best")}, default=str))
+    return 0

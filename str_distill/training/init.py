@@ -1,0 +1,155 @@
+"""``--init``: start training from existing weights, possibly with another charset.
+
+Sources: a registry/manifest name, a ``save_pretrained`` directory, a ``.safetensors`` file, ``hf-hub:org/repo``
+(anything :func:`str_distill.hub.loading.load_model` accepts), an :class:`STRModel`, or an encoder-only pretraining
+checkpoint (a directory with ``config.json`` + ``encoder.safetensors`` holding ``encoder.*`` keys, as written by
+``str-distill pretrain``; or that ``encoder.safetensors`` file itself).
+
+When the charset differs, only the layers whose size depends on it are re-initialized: ``ctc_head.classifier``,
+``decoder.head`` and ``decoder.tok_emb``; every other tensor must match in shape, or a ``ValueError`` lists them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models.model import STRModel
+from ..tokenizer import resolve_charset
+
+__all__ = ["CHARSET_LAYERS", "initialize_from", "is_encoder_checkpoint", "reinit_charset_layers"]
+
+CHARSET_LAYERS: tuple[str, ...] = ("ctc_head.classifier", "decoder.head", "decoder.tok_emb")
+ENCODER_FILE = "encoder.safetensors"
+
+
+def _is_charset_key(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in CHARSET_LAYERS)
+
+
+def _charset_desc(charset: str) -> str:
+    chars = resolve_charset(charset)
+    if charset != chars:
+        return repr(charset)
+    return f"{len(chars)} chars {chars[:40]!r}{'...' if len(chars) > 40 else ''}"
+
+
+def is_encoder_checkpoint(source: str | Path) -> Path | None:
+    """The ``encoder.safetensors`` file if ``source`` is an encoder-only pretraining checkpoint, else ``None``."""
+    p = Path(source)
+    if p.is_dir() and (p / ENCODER_FILE).is_file() and not (p / "model.safetensors").exists():
+        return p / ENCODER_FILE
+    if p.is_file() and p.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+        if meta.get("kind") == "ccd-pretrain" or (keys and all(k.startswith("encoder.") for k in keys)):
+            return p
+    return None
+
+
+@torch.no_grad()
+def reinit_charset_layers(model: STRModel) -> list[str]:
+    """Re-initialize the charset-dependent layers (truncated normal, std 0.02; zero biases); returns their names."""
+    names = []
+    for name in CHARSET_LAYERS:
+        module = model.get_submodule(name)
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+        names.append(name)
+    return names
+
+
+@torch.no_grad()
+def initialize_from(model: STRModel, source: str | Path | STRModel) -> list[str]:
+    """Load ``source``'s weights into ``model`` (in place) and say what was done.
+
+    Args:
+        model: the freshly built model to train (its config decides the charset and architecture).
+        source: see the module docstring.
+
+    Returns:
+        Human-readable messages (what was loaded, what was re-initialized and why).
+
+    Raises:
+        ValueError: when non-charset tensors are missing or differ in shape (the architecture does not match),
+            naming them.
+    """
+    enc_file = None if isinstance(source, STRModel) else is_encoder_checkpoint(source)
+    if enc_file is not None:
+        return _load_encoder(model, enc_file)
+    if isinstance(source, STRModel):
+        src, where = source, f"model {source.config.arch!r}"
+    else:
+        from ..hub.loading import load_model
+
+        src, where = load_model(source), repr(str(source))
+    state = src.state_dict()
+    same_charset = resolve_charset(src.config.charset) == resolve_charset(model.config.charset)
+    target = model.state_dict()
+    mismatched, missing = [], []
+    copied = 0
+    for key, value in target.items():
+        if _is_charset_key(key) and not same_charset:
+            continue
+        if key not in state:
+            missing.append(key)
+        elif state[key].shape != value.shape:
+            mismatched.append(f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}")
+        else:
+            value.copy_(state[key].to(value.dtype))
+            copied += 1
+    if mismatched or missing:
+        raise ValueError(
+            f"cannot initialize {model.config.arch!r} from {where} ({src.config.arch!r}): the architectures differ "
+            f"beyond the charset layers. Shape mismatches: {mismatched[:6]}{'...' if len(mismatched) > 6 else ''}; "
+            f"missing: {missing[:6]}{'...' if len(missing) > 6 else ''}. Build the model from the source's config "
+            "(omit --model with --init) or choose a matching source."
+        )
+    unused = sorted(k for k in state if k not in target)
+    msgs = [f"initialized from {where} ({src.config.arch}): {copied} of {len(target)} tensors copied"]
+    if unused:
+        msgs.append(f"ignored {len(unused)} tensors of the source not in this model: {unused[:6]}")
+    if not same_charset:
+        names = reinit_charset_layers(model)
+        msgs.append(
+            f"charset differs (source {_charset_desc(src.config.charset)}, model "
+            f"{_charset_desc(model.config.charset)}): re-initialized {', '.join(names)} "
+            "(the only charset-dependent layers); everything else is kept"
+        )
+    return msgs
+
+
+def _load_encoder(model: STRModel, path: Path) -> list[str]:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    bad = [k for k in state if not k.startswith("encoder.")]
+    if bad:
+        raise ValueError(f"{path}: an encoder checkpoint must hold only 'encoder.*' keys; found {bad[:5]}")
+    enc_state = {k[len("encoder.") :]: v for k, v in state.items()}
+    target = model.encoder.state_dict()
+    mismatched = [
+        f"encoder.{k} {tuple(v.shape)} vs {tuple(target[k].shape)}"
+        for k, v in enc_state.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    missing = sorted(set(target) - set(enc_state))
+    unexpected = sorted(set(enc_state) - set(target))
+    if mismatched or missing or unexpected:
+        raise ValueError(
+            f"{path}: the encoder does not match {model.config.arch!r}: shape mismatches {mismatched[:6]}, missing "
+            f"{missing[:6]}, unexpected {unexpected[:6]}. Use --model with the pretraining architecture."
+        )
+    for k, v in enc_state.items():
+        target[k].copy_(v.to(target[k].dtype))
+    return [
+        f"initialized the encoder from {str(path)!r} ({len(enc_state)} tensors, encoder-only pretraining checkpoint);"
+        " the CTC head and the attention decoder start from random weights"
+    ]

@@ -1,0 +1,630 @@
+"""The training loop: AdamW + schedule, bf16 autocast on CUDA, clipping, EMA, objectives, validation, checkpoints.
+
+>>> trainer = Trainer(model, TrainConfig(steps=1000), data=make_loader, out_dir="runs/x")  # doctest: +SKIP
+>>> trainer.fit()  # doctest: +SKIP
+
+``data(start)`` must return an iterable of :class:`~str_distill.data.collate.Batch` whose first batch is batch
+``start`` of a deterministic stream (:class:`~str_distill.data.mix.MixedBatchStream`): that, plus the optimizer,
+EMA, objective and RNG states saved in checkpoints, makes a resumed run take exactly the steps the uninterrupted
+run would have taken (for step budgets; a time budget depends on the wall clock by nature).
+
+Outputs in ``out_dir``: ``metrics.jsonl`` (one JSON record per log / validation / event), ``curves.png``,
+``bad_samples.json``, ``checkpoint/`` (the latest resumable state) and ``final/`` (the trained weights,
+``save_pretrained`` format; the EMA weights when EMA is on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..data.collate import Batch
+from ..data.report import BadSampleReport
+from ..models.model import STRModel
+from .checkpoint import load_checkpoint, save_checkpoint
+from .ema import ModelEMA
+from .losses import LossWeights, RecognitionLoss
+from .objectives import Objective, check_objective, encoder_layers_needed, view_for
+from .schedule import LRSchedule, param_groups
+
+__all__ = ["TrainConfig", "Trainer", "benchmark", "resolve_device"]
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and housekeeping of a run (the CLI flags map one to one; see ``docs/training.md``).
+
+    Attributes:
+        batch_size: samples per step (the data stream must produce batches of this size).
+        lr: peak learning rate; weight_decay, betas: AdamW (no decay on biases, norms, position embeddings).
+        schedule, warmup, min_lr_ratio: see :class:`~str_distill.training.schedule.LRSchedule`.
+        steps: step budget; minutes: wall-clock budget of the training loop (either or both; first reached wins).
+        clip_grad: max global gradient norm (0 disables clipping; the norm is logged either way).
+        label_smoothing: for the decoder cross-entropies.
+        loss_weights: weights of the ar / parallel / cloze / CTC terms.
+        ema: EMA decay (0 = off); validation and the final weights then use the EMA weights.
+        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"bf16"`` or ``"fp32"``.
+        compile: ``torch.compile`` the teacher-forced forward (fixed-length targets keep shapes static).
+        gpu_augment: apply :class:`~str_distill.data.augment.GpuAugment` on the device.
+        reuse: train on each data batch for this many consecutive steps; repeats always get a fresh GPU
+            augmentation (for data-bound machines: the CPU renders ``1 / reuse`` of the images the GPU consumes).
+        log_every: steps between metric records; val_every / save_every: steps between validations / checkpoints
+            (0 = only at the end); save_minutes: also checkpoint when this much time passed since the last one.
+        val_max_samples: cap per validation set; val_protocol: ``"36"`` or ``"94"``; val_batch_size.
+        save_dtype: dtype of the final weights; max_shard_mb: shard them into files of at most this size.
+        progress: ``"auto"`` (a bar on a terminal, log lines otherwise), ``"bar"``, ``"log"``, ``"none"``.
+        seed: seeds torch (initialization is done by the caller; this seeds dropout and GPU augmentation).
+    """
+
+    batch_size: int = 256
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.01
+    steps: int | None = None
+    minutes: float | None = None
+    clip_grad: float = 3.0
+    label_smoothing: float = 0.1
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    ema: float = 0.0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = False
+    gpu_augment: bool = False
+    reuse: int = 1
+    log_every: int = 50
+    val_every: int = 1000
+    save_every: int = 1000
+    save_minutes: float = 10.0
+    val_max_samples: int | None = 2000
+    val_protocol: Literal["36", "94"] = "36"
+    val_batch_size: int = 256
+    save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    max_shard_mb: float | None = None
+    progress: Literal["auto", "bar", "log", "none"] = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give a budget: steps and/or minutes")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+        if self.reuse < 1:
+            raise ValueError(f"reuse must be >= 1, got {self.reuse}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.save_dtype not in DTYPES:
+            raise ValueError(f"save_dtype must be one of {sorted(DTYPES)}, got {self.save_dtype!r}")
+        LRSchedule(self.schedule, self.warmup, self.min_lr_ratio)  # validates
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["loss_weights"] = self.loss_weights.to_dict()
+        return d
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+    return dev
+
+
+class Trainer:
+    """Trains an :class:`STRModel` on a stream of batches.
+
+    Args:
+        model: the recognizer (already initialized, e.g. by :func:`~str_distill.training.init.initialize_from`).
+        config: hyper-parameters.
+        data: ``start -> iterable of Batch`` beginning at batch ``start`` (see the module docstring).
+        out_dir: run folder (created).
+        objectives: extra loss terms (:class:`~str_distill.training.objectives.Objective`).
+        val_sets: ``(name, dataset of RawSample)`` pairs for periodic validation.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        log: where messages go (default: print to stdout, flushed).
+        run_info: extra JSON-able facts recorded in the first metrics record (command line, data specs...).
+    """
+
+    def __init__(
+        self,
+        model: STRModel,
+        config: TrainConfig,
+        data: Callable[[int], Iterable[Batch]],
+        out_dir: str | Path,
+        objectives: Sequence[Objective] = (),
+        val_sets: Sequence[tuple[str, Any]] = (),
+        device: str | torch.device = "auto",
+        log: Callable[[str], None] | None = None,
+        run_info: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = c = config
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).train()
+        self.data = data
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.objectives = [check_objective(o) for o in objectives]
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objective names must be unique, got {names}")
+        self.val_sets = list(val_sets)
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.run_info = run_info or {}
+        self.loss = RecognitionLoss(model.tokenizer, c.loss_weights, c.label_smoothing)
+        self.layers = encoder_layers_needed(self.objectives)
+        modules: list[torch.nn.Module] = [self.model]
+        for o in self.objectives:
+            mod = o.modules()
+            if mod is not None:
+                modules.append(mod.to(self.device).train())
+        self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        groups = param_groups(modules, c.weight_decay)
+        kw: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, **kw)
+        self.schedule = LRSchedule(c.schedule, c.warmup, c.min_lr_ratio)
+        self.ema = ModelEMA(self.model, c.ema) if c.ema > 0 else None
+        self.amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
+        self.gpu_augment = None
+        if c.gpu_augment or c.reuse > 1:
+            from ..data.augment import GpuAugment
+
+            self.gpu_augment = GpuAugment(seed=c.seed)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self._forward = model.forward_train
+        if c.compile:
+            self._forward = torch.compile(model.forward_train)
+        self.step = 0
+        self.elapsed = 0.0
+        self.bad = BadSampleReport()
+        self.best: dict[str, Any] | None = None
+        self.metrics_path = self.out / "metrics.jsonl"
+        self._last_save_time = 0.0
+
+    # ------------------------------------------------------------------------------------------------ state
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    def progress(self) -> float:
+        """Fraction of the budget used, in ``[0, 1]`` (the larger of steps and time)."""
+        c = self.config
+        p = 0.0
+        if c.steps is not None:
+            p = max(p, self.step / c.steps)
+        if c.minutes is not None:
+            p = max(p, self.elapsed / (c.minutes * 60))
+        return min(p, 1.0)
+
+    def lr(self) -> float:
+        return self.config.lr * self.schedule(self.progress())
+
+    def resume(self, directory: str | Path | None = None) -> int:
+        """Restore the latest checkpoint (default ``out_dir/checkpoint``); returns the step resumed at."""
+        d = Path(directory) if directory is not None else self.checkpoint_dir
+        state = load_checkpoint(d, self.model, self.optimizer, self.ema, self.objectives)
+        self.model.to(self.device)
+        if self.ema is not None:
+            self.ema.module.to(self.device)
+        self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        self._last_save_time = self.elapsed
+        self.bad = BadSampleReport.from_dict(json.loads(state.get("bad_samples", "{}")))
+        self.best = json.loads(state["best"]) if state.get("best") else None
+        self._truncate_metrics(self.step)
+        self._record({"type": "event", "event": "resume", "step": self.step, "from": str(d)})
+        self.log(f"resumed from {d} at step {self.step} ({self.elapsed / 60:.1f} min already trained)")
+        return self.step
+
+    def save_checkpoint(self) -> Path:
+        """Write ``out_dir/checkpoint`` (refuses to overwrite a good checkpoint with non-finite weights)."""
+        with torch.no_grad():
+            finite = bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
+        if not finite:
+            raise FloatingPointError(
+                f"step {self.step}: the weights contain NaN/inf; the last good checkpoint in {self.checkpoint_dir} "
+                "is kept. Lower --lr or --clip-grad and resume."
+            )
+        state = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "bad_samples": json.dumps(self.bad.to_dict()),
+            "best": json.dumps(self.best) if self.best else "",
+            "config": json.dumps(self.config.to_dict()),
+        }
+        path = save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, state, self.ema, self.objectives)
+        self._last_save_time = self.elapsed
+        return path
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def train_step(self, batch: Batch, repeat: bool = False) -> dict[str, torch.Tensor]:
+        """One optimizer step on ``batch``; returns detached loss terms (tensors on the device, no sync).
+
+        Args:
+            repeat: the batch was already used (``reuse > 1``): it is always augmented on the device.
+        """
+        c, dev = self.config, self.device
+        images = batch.images.to(dev, non_blocking=True)
+        if self.gpu_augment is not None and (c.gpu_augment or repeat):
+            images = self.gpu_augment(images, self.step)
+        targets, ctc_t, ctc_l = self.loss.targets(
+            batch.labels, dev, fixed_length=c.compile, precomputed=(batch.targets, batch.ctc_targets, batch.ctc_lengths)
+        )
+        lr = self.lr()
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        logs: dict[str, torch.Tensor] = {}
+        ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        with ctx:
+            out = self._forward(images, targets, passes=c.loss_weights.passes, return_layers=self.layers)
+            loss, terms = self.loss(out, targets, ctc_t, ctc_l)
+            for obj in self.objectives:
+                extra, obj_logs = obj(view_for(out, self.layers, obj), images, batch.labels)
+                loss = loss + extra
+                for k, v in obj_logs.items():
+                    logs[f"{obj.name}/{k}"] = torch.as_tensor(float(v))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = c.clip_grad if c.clip_grad > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        logs.update(terms)
+        logs["loss"] = loss.detach()
+        logs["grad_norm"] = grad_norm.detach()
+        return logs
+
+    # ------------------------------------------------------------------------------------------------ loop
+    def fit(self) -> dict[str, Any]:
+        """Train until the budget is used; validate, checkpoint, export ``final/`` and draw the curves.
+
+        Returns:
+            The summary record (also the last line of ``metrics.jsonl``).
+        """
+        c = self.config
+        if self.step == 0:
+            self._record({"type": "config", "train": c.to_dict(), "model": self.model.config.to_dict(),
+                          "parameters": self.model.num_parameters(), "device": str(self.device),
+                          "amp_bf16": self.amp, "objectives": [o.name for o in self.objectives], **self.run_info})
+        if self.step == 0:
+            torch.manual_seed(c.seed)  # dropout / drop-path; a resumed run restores the saved RNG state instead
+        budget = [f"{c.steps} steps"] if c.steps else []
+        budget += [f"{c.minutes:g} min"] if c.minutes else []
+        self.log(
+            f"training {self.model.config.arch} ({self.model.num_parameters() / 1e6:.2f}M params) on {self.device}"
+            f"{' with bf16 autocast' if self.amp else ''}: batch {c.batch_size}, budget {' / '.join(budget)}"
+        )
+        bar = self._bar()
+        window: dict[str, torch.Tensor] = {}
+        win_steps, win_images, win_wait = 0, 0, 0.0
+        t_window = time.perf_counter()
+        t_last = time.perf_counter()
+        reuse = c.reuse
+        iterator = iter(self.data(self.step // reuse))
+        batch: Batch | None = None
+        uses_left = 0
+        try:
+            while self.progress() < 1.0:
+                if uses_left == 0:
+                    t0 = time.perf_counter()
+                    try:
+                        batch = next(iterator)
+                    except StopIteration:
+                        self.log(f"data stream ended at step {self.step}")
+                        break
+                    win_wait += time.perf_counter() - t0
+                    if len(batch) != c.batch_size:
+                        raise ValueError(f"batch {batch.index} has {len(batch)} samples; expected {c.batch_size}")
+                    if self.step % reuse == 0:  # a resume in the middle of a reused batch merged it already
+                        self.bad.merge(batch.bad)
+                    uses_left = reuse - self.step % reuse
+                    if reuse > 1:
+                        batch.images = batch.images.to(self.device, non_blocking=True)
+                assert batch is not None
+                logs = self.train_step(batch, repeat=self.step % reuse != 0)  # step s trains on batch s // reuse
+                uses_left -= 1
+                for k, v in logs.items():
+                    window[k] = window[k] + v.float() if k in window else v.float().clone()
+                win_steps += 1
+                win_images += len(batch)
+                now = time.perf_counter()
+                self.elapsed += now - t_last
+                t_last = now
+                if bar is not None:
+                    bar.update(1)
+                last = self.progress() >= 1.0
+                if self.step % c.log_every == 0 or last:
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    dt = time.perf_counter() - t_window
+                    rec = {k: float(v) / win_steps for k, v in window.items()}
+                    rec.update({"type": "train", "step": self.step, "time": round(self.elapsed, 2), "lr": self.lr(),
+                                "images_per_s": win_images / max(dt, 1e-9), "data_wait": win_wait / max(dt, 1e-9),
+                                "bad_samples": self.bad.total})
+                    if not math.isfinite(rec["loss"]):
+                        raise FloatingPointError(
+                            f"step {self.step}: the loss is {rec['loss']}; lower --lr or --clip-grad (the last good "
+                            f"checkpoint is {self.checkpoint_dir})"
+                        )
+                    self._record(rec)
+                    self._show(rec, bar)
+                    window, win_steps, win_images, win_wait = {}, 0, 0, 0.0
+                    t_window = time.perf_counter()
+                # Validation and checkpoint time count against the budget but not against the throughput.
+                if not last and c.val_every and self.step % c.val_every == 0 and self.val_sets:
+                    self.validate()
+                    t_window = time.perf_counter() - (now - t_window)
+                if not last and (
+                    (c.save_every and self.step % c.save_every == 0)
+                    or (c.save_minutes and self.elapsed - self._last_save_time >= c.save_minutes * 60)
+                ):
+                    t1 = time.perf_counter()
+                    self.save_checkpoint()
+                    t_window += time.perf_counter() - t1
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            self.log(f"interrupted at step {self.step}: saving a checkpoint for --resume")
+            self.save_checkpoint()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            del iterator
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Final validation, checkpoint, exported weights, bad-sample report, curves and summary."""
+        results = self.validate() if self.val_sets else None
+        self.save_checkpoint()
+        final = self.export(self.out / "final")
+        self.bad.save(self.out / "bad_samples.json")
+        self._record({"type": "bad_samples", "step": self.step, **self.bad.to_dict()})
+        self.log(self.bad.format("bad samples (whole run)"))
+        summary = {
+            "type": "summary", "step": self.step, "time": round(self.elapsed, 2), "final": str(final),
+            "weights": "ema" if self.ema is not None else "raw", "bad_samples": self.bad.total,
+            "val": results.to_dict() if results is not None else None, "best": self.best,
+        }
+        self._record(summary)
+        self.plot()
+        self.log(f"done: {self.step} steps in {self.elapsed / 60:.1f} min; weights in {final}")
+        return summary
+
+    def export(self, directory: str | Path) -> Path:
+        """Write the trained weights (EMA when on) with ``save_pretrained`` in ``save_dtype``, sharded if asked."""
+        from ..hub.serialization import save_pretrained
+
+        c = self.config
+        model = self.ema.module if self.ema is not None else self.model
+        shard = int(c.max_shard_mb * 2**20) if c.max_shard_mb else None
+        meta = {"trained_steps": str(self.step), "weights": "ema" if self.ema is not None else "raw"}
+        return save_pretrained(model, directory, dtype=DTYPES[c.save_dtype], max_shard_bytes=shard, metadata=meta)
+
+    def validate(self) -> Any:
+        """Evaluate on the validation sets (EMA weights when on); records one ``val`` line per set and the total."""
+        from ..predictor import Recognizer
+        from .evaluate import evaluate
+
+        c = self.config
+        model = self.ema.module if self.ema is not None else self.model
+        was_training = model.training
+        try:
+            rec = Recognizer(model, device=self.device)
+            res = evaluate(rec, self.val_sets, protocol=c.val_protocol, batch_size=c.val_batch_size,
+                           max_samples=c.val_max_samples)
+        finally:
+            model.train(was_training)
+        for s in res.sets:
+            self._record({"type": "val", "step": self.step, **s.to_dict()})
+        tot = res.total
+        if len(res.sets) > 1:
+            self._record({"type": "val", "step": self.step, "set": "total", **tot.to_dict()})
+        if self.best is None or tot.accuracy > self.best["accuracy"]:
+            self.best = {"step": self.step, "accuracy": tot.accuracy, "one_minus_ned": tot.one_minus_ned}
+        self.log(f"validation at step {self.step}:\n{res.table()}")
+        return res
+
+    def plot(self) -> Path | None:
+        from .plot import plot_curves, read_metrics
+
+        if not self.metrics_path.is_file():
+            return None
+        title = f"{self.model.config.arch} - {self.out.name}"
+        return plot_curves(read_metrics(self.metrics_path), self.out / "curves.png", title=title)
+
+    # ------------------------------------------------------------------------------------------------ logging
+    def _record(self, rec: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """After a resume, drop records written past the checkpoint by the interrupted run."""
+        if not self.metrics_path.is_file():
+            return
+        keep = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("type") in ("train", "val") and rec.get("step", 0) > step:
+                continue
+            if rec.get("type") in ("summary", "bad_samples"):
+                continue
+            keep.append(line)
+        self.metrics_path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+    def _bar(self) -> Any:
+        mode = self.config.progress
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self._progress_mode = mode
+        if mode != "bar":
+            return None
+        from tqdm.auto import tqdm
+
+        total = self.config.steps if self.config.minutes is None else None
+        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def _show(self, rec: dict[str, Any], bar: Any) -> None:
+        keys = ["loss", "ar", "parallel", "cloze", "ctc", "train_acc"]
+        if bar is not None:
+            bar.set_postfix({k: f"{rec[k]:.3f}" for k in keys if k in rec} | {"img/s": f"{rec['images_per_s']:.0f}"})
+            return
+        if self._progress_mode == "none":
+            return
+        p = self.progress()
+        eta = self.elapsed / p - self.elapsed if p > 0 else float("nan")
+        terms = " ".join(f"{k} {rec[k]:.4f}" for k in keys if k in rec)
+        extra = " ".join(f"{k} {v:.4f}" for k, v in rec.items() if "/" in k)
+        self.log(
+            f"step {self.step} ({100 * p:.1f}%) {terms}{' ' + extra if extra else ''} lr {rec['lr']:.2e} "
+            f"gn {rec['grad_norm']:.2f} {rec['images_per_s']:.0f} img/s data-wait {100 * rec['data_wait']:.0f}% "
+            f"elapsed {self.elapsed / 60:.1f} min eta {eta / 60:.1f} min"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- benchmark
+class _UtilSampler:
+    """Samples GPU utilization (percent) in a background thread: ``torch.cuda.utilization`` or ``nvidia-smi``."""
+
+    def __init__(self, device: torch.device, interval: float = 0.25) -> None:
+        import threading
+
+        self.device, self.interval = device, interval
+        self.samples: list[float] = []
+        self.source = "none"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        if self.source in ("none", "torch.cuda.utilization"):
+            try:
+                v = float(torch.cuda.utilization(self.device))
+                self.source = "torch.cuda.utilization"
+                return v
+            except Exception:
+                self.source = "nvidia-smi"
+        import subprocess
+
+        try:
+            idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            out = subprocess.run(
+                ["nvidia-smi", f"--id={idx}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=5,
+            )
+            self.source = "nvidia-smi"
+            return float(out.stdout.strip().splitlines()[0])
+        except Exception:
+            self.source = "unavailable"
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            v = self._read()
+            if v is not None:
+                self.samples.append(v)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> _UtilSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+def benchmark(trainer: Trainer, steps: int = 30, warmup: int = 10, log: Callable[[str], None] | None = None
+              ) -> dict[str, Any]:
+    """Measure before training: data images/s alone, training images/s with data, training images/s on one
+    device-resident batch (the model's ceiling), and GPU utilization during the training-with-data phase.
+
+    The trainer's model and optimizer are modified (optimizer steps are taken): benchmark a throw-away trainer.
+
+    Returns:
+        ``{"data_images_per_s", "train_images_per_s", "model_images_per_s", "gpu_util_percent", ...}``.
+    """
+    log = log or trainer.log
+    dev = trainer.device
+    bsz = trainer.config.batch_size
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    # 1. data alone (workers started and warmed up first)
+    it = iter(trainer.data(0))
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        next(it)
+    startup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    data_rate = steps * bsz / (time.perf_counter() - t0)
+    del it
+    log(f"benchmark: data alone {data_rate:.0f} images/s (workers warmed up in {startup:.1f} s)")
+    # 2. training with data
+    it = iter(trainer.data(10_000))
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        trainer.train_step(next(it))
+    sync()
+    compile_s = time.perf_counter() - t0
+    with _UtilSampler(dev) as util:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(next(it))
+        sync()
+        train_rate = steps * bsz / (time.perf_counter() - t0)
+    batch = next(it)
+    del it
+    log(f"benchmark: training with data {train_rate:.0f} images/s (warm-up {compile_s:.1f} s), GPU utilization "
+        + (f"{util.mean:.0f}% ({util.source})" if util.mean is not None else f"n/a ({util.source})"))
+    # 3. training on one resident batch (no data cost)
+    batch.images = batch.images.to(dev)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(batch)
+    sync()
+    model_rate = steps * bsz / (time.perf_counter() - t0)
+    log(f"benchmark: training on a resident batch {model_rate:.0f} images/s (the model's ceiling)")
+    res = {
+        "type": "benchmark", "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "batch_size": bsz, "steps": steps, "warmup": warmup, "amp_bf16": trainer.amp,
+        "compile": trainer.config.compile, "data_images_per_s": data_rate, "train_images_per_s": train_rate,
+        "model_images_per_s": model_rate, "gpu_util_percent": util.mean, "gpu_util_source": util.source,
+        "warmup_seconds": compile_s, "worker_startup_seconds": startup,
+    }
+    trainer._record(res)
+    return res

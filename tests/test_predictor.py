@@ -1,0 +1,256 @@
+"""Recognizer: input handling, batching/order, streaming, errors, device/dtype, outputs, round trips."""
+
+from __future__ import annotations
+
+import io
+import sys
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from str_distill import Prediction, Recognizer, STRModel
+from str_distill.preprocess import InputError
+
+
+@pytest.fixture
+def rec(tiny_model: STRModel) -> Recognizer:
+    return Recognizer(tiny_model, device="cpu")
+
+
+@pytest.fixture
+def words(render) -> list[np.ndarray]:  # noqa: ANN001
+    texts = ["open", "EXIT", "cafe", "42", "Station", "bus", "STOP"]
+    return [render(t, size=(32 + 4 * i, 100 + 10 * i), seed=i) for i, t in enumerate(texts)]
+
+
+def same(a: Prediction, b: Prediction, atol: float = 1e-5) -> bool:
+    return (a.text == b.text and abs(a.confidence - b.confidence) <= atol * max(1.0, b.confidence)
+            and torch.allclose(a.char_probs, b.char_probs, atol=atol))
+
+
+def test_every_input_type_mixed_in_one_call(rec: Recognizer, words: list[np.ndarray], tmp_path: Path) -> None:
+    w = words[0]
+    path = tmp_path / "w.png"
+    Image.fromarray(w).save(path)
+    chw = torch.from_numpy(w).permute(2, 0, 1)
+    inputs = [str(path), path, path.read_bytes(), Image.fromarray(w), Image.fromarray(w).convert("RGBA"), w,
+              w.astype(np.float32) / 255, w.astype(np.uint16) * 257, chw, chw.float() / 255,
+              chw[None].repeat(2, 1, 1, 1)]
+    preds = rec.predict(inputs, batch_size=4)
+    assert len(preds) == len(inputs) + 1  # the (2, C, H, W) tensor is two images
+    assert all(isinstance(p, Prediction) for p in preds)
+    assert all(same(p, preds[0]) for p in preds), [p.text for p in preds]
+
+
+def test_gray_inputs_match_their_rgb_version(rec: Recognizer, words: list[np.ndarray]) -> None:
+    g = words[1][..., 1]
+    preds = rec.predict([g, g[..., None], np.stack([g] * 3, -1), Image.fromarray(g), torch.from_numpy(g)[None]])
+    assert all(same(p, preds[2]) for p in preds)
+
+
+@pytest.mark.parametrize(("decoding", "mode"), [("attention", "autoregressive"), ("attention", "parallel"),
+                                                ("ctc", "autoregressive")])
+def test_batched_equals_one_by_one_in_order(rec: Recognizer, words: list[np.ndarray], decoding: str, mode: str) -> None:
+    batched = rec.predict(words, batch_size=3, decoding=decoding, mode=mode)
+    single = [rec.predict([w], decoding=decoding, mode=mode)[0] for w in words]
+    assert len(batched) == len(words)
+    for b, s in zip(batched, single):
+        assert same(b, s), (b.text, s.text)
+    assert len({p.text for p in batched}) > 1  # distinct images give distinct readings: order is checked
+
+
+def test_generator_is_streamed(rec: Recognizer, words: list[np.ndarray]) -> None:
+    pulled = 0
+
+    def gen() -> Iterator[np.ndarray]:
+        nonlocal pulled
+        for i in range(23):
+            pulled += 1
+            yield words[i % len(words)]
+
+    seen = 0
+    for pred in rec.iter_predict(gen(), batch_size=5):
+        seen += 1
+        assert isinstance(pred, Prediction)
+        assert pulled - seen < 5  # never more than one batch read ahead
+    assert seen == pulled == 23
+
+
+def test_predict_memory_bounded_for_long_generator(tiny_model: STRModel) -> None:
+    rec = Recognizer(tiny_model, device="cpu")
+    n, shape = 150, (200, 1000, 3)  # 90 MB if all images were held at once
+
+    def gen() -> Iterator[np.ndarray]:
+        for i in range(n):
+            yield np.full(shape, i % 256, np.uint8)
+
+    tracemalloc.start()
+    try:
+        preds = rec.predict(gen(), batch_size=8, decoding="ctc")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(preds) == n
+    assert peak < 25 * 2**20, f"peak {peak / 2**20:.1f} MiB"  # about one batch of images, not all of them
+
+
+def test_empty_inputs(rec: Recognizer) -> None:
+    assert rec.predict([]) == []
+    assert rec.predict(()) == []
+    assert rec.predict(x for x in []) == []
+    assert rec.predict(torch.zeros(0, 3, 32, 128)) == []
+
+
+def test_single_image_arguments(rec: Recognizer, words: list[np.ndarray]) -> None:
+    assert len(rec.predict(words[0])) == 1
+    assert len(rec.predict(torch.rand(3, 3, 32, 128))) == 3
+    assert len(rec.predict(Image.fromarray(words[0]))) == 1
+
+
+def test_errors_raise_names_index_or_path(rec: Recognizer, words: list[np.ndarray], tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"^input 2: ") as e:
+        rec.predict([words[0], words[1], np.zeros((4, 4), np.int64)])
+    assert e.value.index == 2
+    missing = str(tmp_path / "gone.png")
+    with pytest.raises(InputError, match="gone.png: no such file"):
+        rec.predict([words[0], missing])
+    with pytest.raises(InputError, match=r"input 1\[1\]: .*NaN"):
+        rec.predict([words[0], torch.stack([torch.rand(3, 8, 8), torch.full((3, 8, 8), float("nan"))])])
+    with pytest.raises(InputError, match="input 0: .*shape"):
+        rec.predict([torch.zeros(1, 1, 3, 8, 8)])
+
+
+def test_errors_return_keeps_going(rec: Recognizer, words: list[np.ndarray], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    inputs = [words[0], str(bad), words[1], b"", words[2], torch.zeros(8, 8, 3)]
+    out = rec.predict(inputs, batch_size=2, errors="return")
+    assert [type(o).__name__ for o in out] == ["Prediction", "InputError", "Prediction", "InputError", "Prediction",
+                                               "InputError"]
+    assert [o.index for o in out if isinstance(o, InputError)] == [1, 3, 5]
+    assert str(bad) in str(out[1])
+    good = rec.predict([words[0], words[1], words[2]])
+    assert all(same(a, b) for a, b in zip([out[0], out[2], out[4]], good))
+
+
+def test_bad_arguments_fail_before_reading(rec: Recognizer) -> None:
+    def gen() -> Iterator[np.ndarray]:
+        raise AssertionError("input consumed")
+        yield  # pragma: no cover
+
+    for kwargs, match in [({"decoding": "beam"}, "decoding"), ({"mode": "sideways"}, "mode"),
+                          ({"errors": "ignore"}, "errors"), ({"batch_size": 0}, "batch_size"),
+                          ({"decoding": "ctc", "return_attention": True}, "attention")]:
+        with pytest.raises(ValueError, match=match):
+            rec.predict(gen(), **kwargs)
+    with pytest.raises(TypeError, match="iterable"):
+        rec.predict(5)
+
+
+def test_prediction_fields(rec: Recognizer, words: list[np.ndarray]) -> None:
+    for decoding in ("attention", "ctc"):
+        for p in rec.predict(words, decoding=decoding):
+            assert isinstance(p.text, str) and isinstance(p.confidence, float)
+            assert 0.0 <= p.confidence <= 1.0
+            assert p.char_probs.shape == (len(p.text),) and p.char_probs.dtype == torch.float32
+            assert p.attention is None
+            assert p.confidence <= float(p.char_probs.prod()) + 1e-6
+
+
+def test_attention_maps(rec: Recognizer, words: list[np.ndarray], tiny_model: STRModel) -> None:
+    with torch.no_grad():  # make the decoder stop after a few characters so T varies with the text
+        tiny_model.decoder.head.bias[0] = 4.0
+    for mode in ("autoregressive", "parallel"):
+        preds = rec.predict(words, mode=mode, return_attention=True)
+        for p in preds:
+            assert p.attention is not None and p.attention.shape == (len(p.text) + 1, 8, 16)
+            assert torch.allclose(p.attention.sum((1, 2)), torch.ones(len(p.text) + 1), atol=1e-4)
+
+
+def test_device_and_dtype(tiny_model: STRModel, model_factory, words: list[np.ndarray]) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="bfloat16"):
+        Recognizer(tiny_model, device="cpu", dtype=torch.float16)
+    with pytest.raises(ValueError, match="dtype"):
+        Recognizer(tiny_model, device="cpu", dtype=torch.float64)
+    assert Recognizer(model_factory().to(torch.bfloat16), device="cpu").dtype == torch.bfloat16  # None keeps it
+    auto = Recognizer(tiny_model)
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    rec = Recognizer(tiny_model, device=torch.device("cpu"), dtype="bf16")
+    assert rec.dtype == torch.bfloat16 and next(rec.model.parameters()).dtype == torch.bfloat16
+    half = rec.predict(words[:3], decoding="ctc")
+    assert all(p.char_probs.dtype == torch.float32 for p in half)
+    rec.to(dtype="float32")
+    assert next(rec.model.parameters()).dtype == torch.float32
+    full = rec.predict(words[:3], decoding="ctc")
+    assert sum(a.text == b.text for a, b in zip(half, full)) >= 1  # bf16 is close, not bit-identical
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            rec.to("cuda")
+
+
+def test_model_property_save_and_reload(rec: Recognizer, words: list[np.ndarray], tmp_path: Path) -> None:
+    assert isinstance(rec.model, STRModel)
+    rec.save_pretrained(tmp_path / "m")
+    again = Recognizer.from_pretrained(tmp_path / "m", device="cpu")
+    assert all(same(a, b, atol=0) for a, b in zip(rec.predict(words), again.predict(words)))
+    assert "Recognizer(arch='siga-vit-t'" in repr(again)
+
+
+def test_options_are_applied(tiny_model: STRModel) -> None:
+    tall = Image.new("RGB", (20, 90), "white")
+    tall.paste((0, 0, 0), (0, 0, 20, 20))
+    a = Recognizer(tiny_model, device="cpu", rotate_tall=True)
+    b = Recognizer(tiny_model, device="cpu")
+    c = Recognizer(tiny_model, device="cpu", keep_aspect_ratio=True)
+    assert a.preprocessor.rotate_tall and c.preprocessor.keep_aspect_ratio
+    outs = [r.predict([tall], decoding="ctc")[0].char_probs for r in (a, b, c)]
+    assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[1], outs[2])
+
+
+def test_progress_bar_goes_to_stderr(rec: Recognizer, words: list[np.ndarray], capsys: pytest.CaptureFixture) -> None:
+    rec.predict(words, batch_size=2, progress=True, decoding="ctc")
+    captured = capsys.readouterr()
+    assert captured.out == "" and "7/7" in captured.err
+
+
+def test_png_bytes_in_memory(rec: Recognizer, words: list[np.ndarray]) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(words[3]).save(buf, "PNG")
+    assert same(rec.predict([buf.getvalue()])[0], rec.predict([words[3]])[0])
+
+
+# ------------------------------------------------------------------------------------------------------ examples/
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_example_images_and_labels() -> None:
+    rows = [line.split("\t") for line in (EXAMPLES / "labels.tsv").read_text().splitlines() if line]
+    assert 6 <= len(rows) <= 10
+    for file, label in rows:
+        img = Image.open(EXAMPLES / file)
+        assert img.width > img.height >= 32 and label and label.isprintable()
+
+
+def run_example(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run ``examples/predict.py`` as ``__main__`` in this process (no second torch import)."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["predict.py", *argv])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(EXAMPLES / "predict.py"), run_name="__main__")
+    return e.value.code
+
+
+def test_example_predict_script(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture, no_network: list[str]) -> None:
+    assert run_example(["--model", str(tiny_model_dir), "--device", "cpu"], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "open.png" in out and "hotel42.png" in out and "read exactly" in out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert run_example([], monkeypatch) == 1
+    assert "not yet trained" in capsys.readouterr().err
