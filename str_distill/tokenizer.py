@@ -159,7 +159,9 @@ class Tokenizer:
             out[i, len(seq) + 1] = self.EOS
         return out.to(device) if device is not None else out
 
-    def encode_ctc(self, labels: list[str], device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_ctc(
+        self, labels: list[str], device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """CTC targets.
 
         Returns:
@@ -182,7 +184,9 @@ class Tokenizer:
         try:
             return [self._index[c] for c in label]
         except KeyError as e:
-            raise ValueError(f"label {label!r} has character {e.args[0]!r} outside the charset; normalize() it first") from None
+            raise ValueError(
+                f"label {label!r} has character {e.args[0]!r} outside the charset; normalize() it first"
+            ) from None
 
     # ----------------------------------------------------------------------------------------------- decoding
     def decode(self, probs: torch.Tensor, mode: Literal["attention", "ctc"] = "attention") -> list[Decoded]:

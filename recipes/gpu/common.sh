@@ -13,15 +13,16 @@ LR="${LR:-1e-3}"
 WORKERS="${WORKERS:-}"                    # default: CPU cores - 2
 DEVICE="${DEVICE:-auto}"
 REUSE="${REUSE:-1}"                       # >1 if the benchmark shows the CPUs cannot feed the GPU
-REAL_WEIGHT="${REAL_WEIGHT:-0.1}"         # share of real samples when real folders are present
+REAL_WEIGHT="${REAL_WEIGHT:-0.1}"         # share of real samples when real data is present
+REAL_DIR="${REAL_DIR:-.carry/real}"       # packed real data, built here by prepare_real.sh (carry it: ".carry/real")
 COMPILE="${COMPILE---compile}"            # set COMPILE= (empty) to run eagerly
 EMA="${EMA:-0.999}"
 VAL_EVERY="${VAL_EVERY:-2000}"
 SHARD_MB="${SHARD_MB:-15.5}"              # fp16 ViT-S = 57.4 MiB -> 4 shards of <= 15.5 MiB (device tool: 16 MiB/file)
 INIT_WEIGHTS="${INIT_WEIGHTS:-}"          # previously shipped weights (a save_pretrained folder) to continue from
 
-# Real training folders, if this copy has them (never the IIIT5K benchmark itself).
-real_specs() {
+# Real training folders of shared/data, if this copy has them (never the IIIT5K benchmark itself).
+shared_specs() {
     local root sets=() n total=0 counts=()
     for root in shared/data ../shared/data; do
         [ -d "$root" ] || continue
@@ -40,6 +41,26 @@ real_specs() {
     done
 }
 
+# Real data -> REAL_SPECS (--data entries) and VAL_ARGS, first match wins:
+#  1. the pack $REAL_DIR/train (+ $REAL_DIR/val as the validation set) that prepare_real.sh built and carry brought;
+#     its samples are drawn uniformly, i.e. each set in proportion to its size;
+#  2. a pack without split ($REAL_DIR/labels.tsv): 5 % carved out for validation;
+#  3. the training folders of shared/data (a copy that has them): 5 % carved out of each for validation;
+#  4. none: synthetic-only (validation on the fixed synthetic words alone).
+real_data() {
+    REAL_SPECS=(); VAL_ARGS=()
+    if [ -f "$REAL_DIR/train/labels.tsv" ]; then
+        REAL_SPECS=("$REAL_DIR/train:$REAL_WEIGHT")
+        if [ -f "$REAL_DIR/val/labels.tsv" ]; then VAL_ARGS=(--val-data "$REAL_DIR/val"); else VAL_ARGS=(--val-split 0.05); fi
+    elif [ -f "$REAL_DIR/labels.tsv" ]; then
+        REAL_SPECS=("$REAL_DIR:$REAL_WEIGHT"); VAL_ARGS=(--val-split 0.05)
+    else
+        mapfile -t REAL_SPECS < <(shared_specs)
+        if [ ${#REAL_SPECS[@]} -gt 0 ]; then VAL_ARGS=(--val-split 0.05); fi
+    fi
+    return 0
+}
+
 benchmark_set() {  # the development benchmark, for the final report only
     local root
     for root in shared/data ../shared/data; do
@@ -48,16 +69,16 @@ benchmark_set() {  # the development benchmark, for the final report only
 }
 
 train_args() {  # the common `str-distill train` arguments of the recipe
-    local real synth_w
-    mapfile -t real < <(real_specs)
+    local synth_w
+    real_data
     synth_w=1
-    [ ${#real[@]} -gt 0 ] && synth_w=$(awk -v w="$REAL_WEIGHT" 'BEGIN { printf "%.5f", 1 - w }')
-    ARGS=(train --model "$MODEL" $MODEL_ARGS --charset "$CHARSET" --data "synth:$synth_w" "${real[@]}"
+    [ ${#REAL_SPECS[@]} -gt 0 ] && synth_w=$(awk -v w="$REAL_WEIGHT" 'BEGIN { printf "%.5f", 1 - w }')
+    ARGS=(train --model "$MODEL" $MODEL_ARGS --charset "$CHARSET" --data "synth:$synth_w" "${REAL_SPECS[@]}"
           --batch-size "$BATCH" --lr "$LR" --schedule cosine --warmup 0.05 --weight-decay 0.05 --clip-grad 3
           --label-smoothing 0.1 --ema "$EMA" --reuse "$REUSE" $COMPILE --device "$DEVICE"
           --val-synth 1000 --val-every "$VAL_EVERY" --val-max-samples 2000 --log-every 100 --save-minutes 4
           --save-dtype float16 --max-shard-mb "$SHARD_MB" --progress log -o "$RUN_DIR")
-    [ ${#real[@]} -gt 0 ] && ARGS+=(--val-split 0.05)
+    ARGS+=("${VAL_ARGS[@]}")
     [ -n "$WORKERS" ] && ARGS+=(--workers "$WORKERS")
     return 0
 }

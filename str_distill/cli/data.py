@@ -3,6 +3,8 @@
 * ``data convert FOLDER -o out.lmdb [--layout standard|packed]``: a ``labels.tsv`` folder to an STR LMDB.
 * ``data check SPEC... [--charset 94]``: read every sample as training would and report the bad ones.
 * ``data preview SPEC... -o preview.png``: a contact sheet of a training batch (after augmentation) with labels.
+* ``data pack SET... -o OUT [--max-height 48] [--quality 90] [--val-split 0.05]``: shrink and re-encode sets into a
+  small labels.tsv folder (e.g. to carry real data to a GPU machine).
 """
 
 from __future__ import annotations
@@ -50,6 +52,25 @@ def register(subparsers: Any) -> None:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--batch", type=int, default=0, help="which batch of the stream (default: 0)")
     v.set_defaults(func=cmd_preview)
+
+    pk = sub.add_parser("pack", help="shrink + re-encode labelled sets into a small labels.tsv folder",
+                        description="Pack labelled sets (labels.tsv folders, LMDBs, folders of sets) into one "
+                        "labels.tsv folder OUT with images/<set>/<n>.jpg: images taller than --max-height are shrunk "
+                        "(aspect ratio kept, never enlarged) and every image is re-encoded as JPEG. With --val-split "
+                        "F, OUT/train and OUT/val (F of every set, deterministic for --seed). Skipped samples "
+                        "(missing or undecodable images, empty labels) are counted and listed in OUT/skipped.tsv; "
+                        "settings and sizes in OUT/pack.json.")
+    pk.add_argument("data", nargs="+", metavar="SET", help="labels.tsv folders, LMDBs or folders of sets")
+    pk.add_argument("-o", "--output", required=True, help="output folder (must be empty or absent unless --force)")
+    pk.add_argument("--max-height", type=int, default=48, help="shrink taller images to this height (default: 48)")
+    pk.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default: 90)")
+    pk.add_argument("--grayscale", action="store_true",
+                    help="store every image as grey JPEG (about 20%% smaller; default: only grey images)")
+    pk.add_argument("--val-split", type=float, default=0.0, metavar="F",
+                    help="carve F of every set into OUT/val, the rest into OUT/train (default: 0, no split)")
+    pk.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    pk.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    pk.set_defaults(func=cmd_pack)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -143,4 +164,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
     sheet.save(args.output)
     print(f"wrote {args.output}: batch {args.batch}, {batch.sources}")
     print(batch.bad.format())
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from ..data.pack import pack_sets
+
+    try:
+        result = pack_sets(args.data, args.output, max_height=args.max_height, quality=args.quality,
+                           grayscale=args.grayscale, val_split=args.val_split, seed=args.seed, force=args.force,
+                           progress=sys.stderr.isatty())
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(result.format())
+    if result.written == 0:
+        print("error: no sample could be packed", file=sys.stderr)
+        return 1
     return 0

@@ -100,7 +100,10 @@ class STRModel(nn.Module):
         for t in range(steps):
             if use_cache:
                 new = dec.content_kv(tokens[:, t : t + 1], start=t)
-                cache = new if t == 0 else [(torch.cat([k, nk], 2), torch.cat([v, nv], 2)) for (k, v), (nk, nv) in zip(cache, new)]
+                if t == 0:
+                    cache = new
+                else:
+                    cache = [(torch.cat([k, nk], 2), torch.cat([v, nv], 2)) for (k, v), (nk, nv) in zip(cache, new)]
                 ckv = cache
             else:
                 ckv = dec.content_kv(tokens, start=0)

@@ -120,6 +120,10 @@ class SynthDataset(IterableDataset):
         return shard_indices(worker, nworkers, self.length, rank, world, start)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, str]]:
+        if get_worker_info() is not None:  # one core per DataLoader worker: no OpenCV thread pool per worker
+            import cv2
+
+            cv2.setNumThreads(1)
         renderer = self.renderer
         for i in self.indices():
             img, label = renderer.render(i)

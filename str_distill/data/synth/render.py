@@ -41,7 +41,7 @@ class SynthConfig:
             (upper case if ``charset`` has upper-case letters only, else lower case).
         text_mix: ``(kind, probability)`` text mix, see :data:`~str_distill.data.synth.text.DEFAULT_MIX`.
         font_sizes: pixel sizes each face is rasterised at (the crop is then resized to the output height).
-        font_cache_size: faces x sizes kept open per renderer (LRU; opening costs ~1 ms, ~0.1 MB each).
+        font_cache_size: faces x sizes kept open per renderer (LRU; opening costs ~1 ms, ~30 KB each).
         bg_cache_size: decoded backgrounds kept per renderer (LRU; ~0.25 MB each).
         p_natural_bg: probability of a natural background when the pack has some (else procedural).
         min_contrast: minimum luminance difference (0..255) between text and the background under it.
@@ -708,14 +708,19 @@ def measure_throughput(
     warmup: int = 200,
     seed: int = 0,
     config: SynthConfig | None = None,
+    threads: int | None = 1,
 ) -> dict[str, Any]:
     """Single-process rendering speed: images per CPU-second (process time) and per wall-second.
+
+    ``threads`` sets OpenCV's thread count first (1 = one core, as in a DataLoader worker; None = leave it).
 
     The first ``warmup`` images (cold font / background caches) are timed separately, then the caches are
     filled (:meth:`WordRenderer.warm_up`) and ``n`` images are timed.
     """
     import time
 
+    if threads is not None:
+        cv2.setNumThreads(threads)
     rp = pack if isinstance(pack, ResourcePack) else ResourcePack.load(pack)
     renderer = WordRenderer(rp, config or SynthConfig(), seed=seed)
     t0, c0 = time.perf_counter(), time.process_time()
