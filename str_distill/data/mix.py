@@ -40,6 +40,7 @@ __all__ = [
     "make_loader",
     "open_set",
     "split_validation",
+    "fork_safe_opencv",
     "worker_init",
 ]
 
@@ -116,6 +117,20 @@ class Source:
             raise ValueError(f"source {self.name!r}: weight must be > 0, got {self.weight}")
         if not self.infinite and len(self.dataset) == 0:
             raise ValueError(f"source {self.name!r} is empty")
+
+
+def fork_safe_opencv() -> None:
+    """Limit OpenCV to one thread in *this* (parent) process before DataLoader workers are forked.
+
+    OpenCV's thread pool does not survive ``fork``: a worker forked after the parent ran a multi-threaded OpenCV call
+    deadlocks on its first OpenCV call. Calling this before forking (the loaders here do) avoids it; the parallelism
+    of data loading comes from the workers anyway.
+    """
+    try:
+        import cv2
+    except ImportError:
+        return
+    cv2.setNumThreads(1)
 
 
 def worker_init(worker_id: int) -> None:
@@ -276,6 +291,7 @@ def make_loader(
             s.dataset.preload()
     kw: dict[str, Any] = {}
     if num_workers > 0:
+        fork_safe_opencv()
         kw = {"prefetch_factor": prefetch_factor, "worker_init_fn": worker_init, "persistent_workers": False}
     return DataLoader(
         stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, collate_fn=identity, **kw

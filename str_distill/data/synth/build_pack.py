@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .pack import FONT_SUFFIXES, MANIFEST, PACK_FORMAT, REQUIRED_CHARS, analyze_face_reason
-from .text import PRINTABLE
+from .text import PRINTABLE, clean_words
 
 logger = logging.getLogger(__name__)
 
@@ -485,21 +485,13 @@ def _hamming(a: str, b: str) -> int:
 # ================================================================= words
 def load_words(files: Iterable[Path], max_len: int = 25) -> list[str]:
     """Printable-ASCII words without spaces or possessive ``'s``, deduplicated, order kept."""
-    seen: set[str] = set()
-    out: list[str] = []
+    words: list[str] = []
     for f in files:
         raw = Path(f).read_bytes()
         if str(f).endswith(".gz"):
             raw = gzip.decompress(raw)
-        for w in raw.decode("utf-8", "ignore").split("\n"):
-            w = w.strip()
-            if not w or len(w) > max_len or w.endswith("'s") or w in seen:
-                continue
-            if any(c not in PRINTABLE or c == " " for c in w):
-                continue
-            seen.add(w)
-            out.append(w)
-    return out
+        words.extend(w for w in raw.decode("utf-8", "ignore").split("\n") if not w.strip().endswith("'s"))
+    return clean_words(words, max_len)
 
 
 # ================================================================= main

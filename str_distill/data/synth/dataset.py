@@ -80,6 +80,9 @@ class SynthDataset(IterableDataset):
         self.transform = transform
         self.epoch = 0
         self._renderer: WordRenderer | None = None
+        from ..mix import fork_safe_opencv
+
+        fork_safe_opencv()  # this process will fork DataLoader workers that use OpenCV
 
     # pickling (spawned workers) must not carry the pack or the renderer caches
     def __getstate__(self) -> dict[str, Any]:

@@ -303,7 +303,9 @@ def pretrain(
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "pretrain_config.json", json.dumps({"data": data, **cfg.to_dict()}, indent=2) + "\n")
     if batches is None:
-        from ...data.mix import worker_init
+        from ...data.mix import fork_safe_opencv, worker_init
+
+        fork_safe_opencv()
 
         stream = UnlabeledImages(data, config.img_size, config.interpolation, cfg.seed + step)
         stream.preload()
