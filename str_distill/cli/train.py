@@ -81,7 +81,9 @@ def register(subparsers: Any) -> None:
     x = p.add_argument_group("distillation")
     x.add_argument("--distill", choices=("clip",), help="add a distillation objective")
     x.add_argument("--clip-weights", help="CLIP ViT checkpoint (.safetensors) for --distill clip")
-    x.add_argument("--clip-arch", default="auto", help="auto, openai or openclip (for --distill clip)")
+    x.add_argument(
+        "--clip-arch", default="auto", choices=("auto", "openai", "openclip"), help="CLIP key layout (--distill clip)"
+    )
     r = p.add_argument_group("output and logging")
     r.add_argument("-o", "--output", help="run folder (default: runs/<arch>-<date>-<time>)")
     r.add_argument("--log-every", type=int, default=50)
@@ -238,6 +240,7 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
         from ..training.clip import build_objective
 
         objectives.append(build_objective(model, args))
+        log(objectives[-1].describe())
     out = run_dir or Path(args.output or f"runs/{model.config.arch}-{time.strftime('%Y%m%d-%H%M%S')}")
     mix = ", ".join(f"{s.name} {w:.2f}" for s, w in zip(sources, MixedBatchStream(sources, processor, 1).weights))
     log(f"data: {mix}; validation: {', '.join(n for n, _ in val_sets) or 'none'}; {workers} workers; lr {lr:g}")
