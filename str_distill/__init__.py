@@ -16,10 +16,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .predictor import Prediction, Recognizer
+    from .preprocess import InputError
 
 __all__ = [
     "CHARSETS",
     "Decoded",
+    "InputError",
     "ModelConfig",
     "Prediction",
     "Recognizer",
@@ -38,4 +40,8 @@ def __getattr__(name: str) -> Any:
         from . import predictor
 
         return getattr(predictor, name)
+    if name == "InputError":
+        from .preprocess import InputError
+
+        return InputError
     raise AttributeError(f"module 'str_distill' has no attribute {name!r}")
