@@ -17,9 +17,11 @@ REAL_WEIGHT="${REAL_WEIGHT:-0.1}"         # share of real samples when real data
 REAL_DIR="${REAL_DIR:-.carry/real}"       # packed real data, built here by prepare_real.sh (carry it: ".carry/real")
 COMPILE="${COMPILE---compile}"            # set COMPILE= (empty) to run eagerly
 EMA="${EMA:-0.999}"
+SEED="${SEED:-0}"                         # data stream, initialization and augmentation seed
 VAL_EVERY="${VAL_EVERY:-2000}"
 SHARD_MB="${SHARD_MB:-15.5}"              # fp16 ViT-S = 57.4 MiB -> 4 shards of <= 15.5 MiB (device tool: 16 MiB/file)
-INIT_WEIGHTS="${INIT_WEIGHTS:-}"          # previously shipped weights (a save_pretrained folder) to continue from
+INIT_WEIGHTS="${INIT_WEIGHTS:-}"          # previously shipped weights (a name or save_pretrained folder) to continue from
+BENCH_DIR="${BENCH_DIR:-.carry/bench}"    # packed copy of the IIIT5K benchmark (prepare_real.sh): report only
 
 # Real training folders of shared/data, if this copy has them (never the IIIT5K benchmark itself).
 shared_specs() {
@@ -61,7 +63,12 @@ real_data() {
     return 0
 }
 
-benchmark_set() {  # the development benchmark, for the final report only
+bench_copy() {  # the packed IIIT5K copy that travelled (evaluation only, never trained on), or nothing
+    [ -f "$BENCH_DIR/IIIT5K/labels.tsv" ] && echo "$BENCH_DIR/IIIT5K"
+    return 0
+}
+
+benchmark_set() {  # the development benchmark (original images), for the final report only
     local root
     for root in shared/data ../shared/data; do
         [ -f "$root/IIIT5K/labels.tsv" ] && { echo "$root/IIIT5K"; return; }
@@ -77,7 +84,7 @@ train_args() {  # the common `str-distill train` arguments of the recipe
           --batch-size "$BATCH" --lr "$LR" --schedule cosine --warmup 0.05 --weight-decay 0.05 --clip-grad 3
           --label-smoothing 0.1 --ema "$EMA" --reuse "$REUSE" $COMPILE --device "$DEVICE"
           --val-synth 1000 --val-every "$VAL_EVERY" --val-max-samples 2000 --log-every 100 --save-minutes 4
-          --save-dtype float16 --max-shard-mb "$SHARD_MB" --progress log -o "$RUN_DIR")
+          --save-dtype float16 --max-shard-mb "$SHARD_MB" --progress log --seed "$SEED" -o "$RUN_DIR")
     ARGS+=("${VAL_ARGS[@]}")
     [ -n "$WORKERS" ] && ARGS+=(--workers "$WORKERS")
     return 0

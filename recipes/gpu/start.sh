@@ -7,6 +7,7 @@ source "$(dirname "$0")/common.sh"
 MINUTES="${1:-25}"
 shift || true
 mkdir -p "$RUN_DIR"
+rm -f "$RUN_DIR/DONE"
 if [ -f "$RUN_DIR/train.pid" ] && kill -0 "$(cat "$RUN_DIR/train.pid")" 2>/dev/null; then
     echo "training is already running (pid $(cat "$RUN_DIR/train.pid")); see recipes/gpu/wait.sh"
     exit 1

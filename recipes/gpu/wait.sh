@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Follow the background run for up to SECONDS (default 560, under the device tool's 10-minute command limit).
+# Follows start.sh's training run or session.sh's whole session (same pid file and log).
 # Prints the new log lines every 30 s; exits 0 when training finished, 3 when still running, 1 if it failed.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -28,7 +29,7 @@ while kill -0 "$pid" 2>/dev/null; do
     sleep 30
 done
 show
-if grep -q '"type": "summary"' "$RUN_DIR/metrics.jsonl" 2>/dev/null && grep -q '^done:' "$LOG"; then
+if [ -f "$RUN_DIR/DONE" ] || { grep -q '"type": "summary"' "$RUN_DIR/metrics.jsonl" 2>/dev/null && grep -q '^done:' "$LOG"; }; then
     echo "[wait] training finished"
     exit 0
 fi

@@ -34,6 +34,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--max-samples", type=int, help="only the first N samples of each set")
+    p.add_argument("--val-split", type=float, metavar="F",
+                   help="evaluate only the validation samples that `train --val-split F --seed S` (and `data pack "
+                   "--val-split F --seed S`) carve out of each set")
+    p.add_argument("--seed", type=int, default=0, help="seed of --val-split (default: %(default)s)")
     p.add_argument("--failures", default="failures.tsv",
                    help="TSV of wrong/unreadable samples (default: %(default)s; 'none' to skip)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -50,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         sets = open_eval_sets(args.data)
+        if args.val_split is not None:
+            from ..data.mix import split_validation
+
+            sets = [(f"{name}:val", split_validation(ds, args.val_split, args.seed)[1]) for name, ds in sets]
         rec = Recognizer.from_pretrained(
             args.model, device=args.device, dtype=args.dtype, local_files_only=args.local_files_only,
             keep_aspect_ratio=args.keep_aspect_ratio,

@@ -133,6 +133,11 @@ def test_wheel_contains_manifest(tmp_path: Path) -> None:
         if (REPO / name).is_file():
             shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "str_distill", src / "str_distill", ignore=shutil.ignore_patterns("__pycache__"))
+    # bundled weights (shards + index, flat in str_distill/weights/) must land in the wheel too
+    weights = src / "str_distill" / "weights"
+    weights.mkdir(exist_ok=True)
+    (weights / "probe.model-00001-of-00002.safetensors").write_bytes(b"x")
+    (weights / "probe.model.safetensors.index.json").write_text("{}")
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
         cwd=src, capture_output=True, text=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
@@ -142,3 +147,5 @@ def test_wheel_contains_manifest(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         assert json.loads(z.read("str_distill/weights_manifest.json")) == json.loads(TOP_MANIFEST.read_text())
         assert "str_distill/predictor.py" in z.namelist() and "str_distill/py.typed" in z.namelist()
+        assert "str_distill/weights/probe.model-00001-of-00002.safetensors" in z.namelist()
+        assert "str_distill/weights/probe.model.safetensors.index.json" in z.namelist()

@@ -1,0 +1,67 @@
+"""``recipes/gpu/collect.sh``: what a GPU session hands back, within the device tool's limits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from str_distill.hub.serialization import save_pretrained
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("tar") is None,
+                                reason="needs bash and tar")
+
+
+def collect(run_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RUN_DIR": str(run_dir), "OUT": str(out), "EVAL_IIIT5K": "0", "PY": "python3"}
+    return subprocess.run(["bash", str(REPO / "recipes" / "gpu" / "collect.sh")], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_collect_shards_and_bundle(tmp_path: Path, model_factory) -> None:  # noqa: ANN001
+    run = tmp_path / "run"
+    save_pretrained(model_factory(), run / "final", dtype=torch.float16, max_shard_bytes=200_000)
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "trainer_state.pt").write_bytes(b"big optimizer state")
+    (run / "metrics.jsonl").write_text('{"type": "summary"}\n')
+    (run / "curves.png").write_bytes(b"png")
+    out = tmp_path / "out"
+    res = collect(run, out)
+    assert res.returncode == 0, res.stdout + res.stderr
+    shards = sorted(p.name for p in out.glob("*.safetensors"))
+    assert shards == sorted(p.name for p in (run / "final").glob("*.safetensors")) and len(shards) >= 2
+    assert sorted(p.name for p in out.iterdir()) == sorted([*shards, "bundle.tar.gz"])
+    with tarfile.open(out / "bundle.tar.gz") as tar:
+        names = {n.removeprefix("./") for n in tar.getnames()}
+    assert {"final/config.json", "final/model.safetensors.index.json", "metrics.jsonl", "curves.png"} <= names
+    assert not any(n.endswith((".safetensors", ".pt")) or n.startswith("checkpoint") for n in names)
+
+
+def test_collect_unfinished_session_takes_the_first_finished_arm(tmp_path: Path, model_factory) -> None:  # noqa: ANN001
+    run = tmp_path / "session"
+    save_pretrained(model_factory(), run / "scratch" / "final", dtype=torch.float16)
+    (run / "ccd").mkdir(parents=True)  # still training when the session had to end
+    res = collect(run, tmp_path / "out")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "collecting arm scratch" in res.stdout
+    assert (run / "chosen.txt").read_text().startswith("scratch")
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_collect_refuses_more_than_the_tool_returns(tmp_path: Path, model_factory) -> None:  # noqa: ANN001
+    run = tmp_path / "run"
+    save_pretrained(model_factory(), run / "final", max_shard_bytes=20_000)  # float32, many small shards
+    res = collect(run, tmp_path / "out")
+    assert res.returncode == 1 and "at most 8 files" in res.stdout
+
+
+def test_collect_without_weights_fails_clearly(tmp_path: Path) -> None:
+    res = collect(tmp_path / "nothing", tmp_path / "out")
+    assert res.returncode == 1 and "no final weights" in res.stdout
