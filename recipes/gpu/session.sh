@@ -62,6 +62,22 @@ print("torch", torch.__version__, "| device:", torch.cuda.get_device_name() if t
       flush=True)
 EOF
 
+# ---- 0. the machine: cores, memory, shared memory (DataLoader workers hand batches over through /dev/shm)
+cores=$(nproc)
+[ -n "$WORKERS" ] || WORKERS=$((cores > 2 ? cores - 2 : 0))
+shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+# uint8 batches of BATCH x 3 x 32 x 128 bytes, up to 2 in flight per worker plus the pinned copy: 3 per worker
+need_kb=$(( WORKERS * 3 * BATCH * 3 * 32 * 128 / 1024 ))
+stage "machine: $cores cores, $(free -g 2>/dev/null | awk '/^Mem/ { print $2 }') GiB RAM, /dev/shm ${shm_kb:-?} KiB free" \
+      "(batches need ~$need_kb KiB with $WORKERS workers)"
+if [ -n "$shm_kb" ] && [ "$need_kb" -gt 0 ] && [ "$shm_kb" -lt $((2 * need_kb)) ]; then
+    WORKERS=$(( shm_kb / (2 * 3 * BATCH * 3 * 32 * 128 / 1024) ))
+    [ "$WORKERS" -ge 1 ] || WORKERS=1
+    stage "small /dev/shm: WORKERS lowered to $WORKERS"
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv,noheader
+export WORKERS
+
 # ---- 1. measure
 if [ "$BENCH" = 1 ]; then
     stage "benchmark (compile: ${COMPILE:-off})"

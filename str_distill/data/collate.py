@@ -44,7 +44,9 @@ class Batch:
     """A training batch.
 
     Attributes:
-        images: ``(B, 3, H, W)`` float32 images normalized with the model's mean/std.
+        images: ``(B, 3, H, W)`` images as the processor's ``preprocess`` made them: float32 normalized with the
+            model's mean/std (:class:`~str_distill.preprocess.Preprocessor`), or uint8 before normalization
+            (``Preprocessor.to_uint8``, what ``str-distill train`` uses; the trainer normalizes on the device).
         labels: ``B`` labels normalized to the model's charset (non-empty, at most ``max_label_length`` long).
         index: global batch index in the stream (equals the optimizer step that consumes it).
         bad: samples rejected while this batch was being made.
@@ -102,8 +104,9 @@ class SampleProcessor:
 
     Args:
         tokenizer: the model's tokenizer (charset and max label length).
-        preprocess: ``PIL RGB image -> (3, H, W) float tensor``; :class:`str_distill.preprocess.Preprocessor`
-            so that training sees exactly what inference sees.
+        preprocess: ``PIL RGB image -> (3, H, W) tensor``: :class:`str_distill.preprocess.Preprocessor` (float32,
+            normalized) or its ``to_uint8`` (normalized later, on the device), so that training sees exactly what
+            inference sees.
         augmenter: applied to sources that ask for augmentation.
         unknown: ``"skip"`` rejects a label with characters outside the charset (``out_of_charset``);
             ``"strip"`` removes those characters, keeps the sample and counts it as ``stripped_chars``.

@@ -335,7 +335,8 @@ def build_sources(
         charset, max_length: the model's (the synthetic renderer draws labels inside the charset).
         synth_pack: resource pack for ``synth``.
         augment_real, augment_synth: apply CPU augmentation to real / synthetic sources.
-        val_split: carve this fraction of every real source out as a validation set (not trained on).
+        val_split: carve this fraction of every real set out as a validation set (not trained on); a folder of
+            sets is split set by set, exactly as ``data pack --val-split`` and ``eval --val-split`` do.
 
     Returns:
         ``(sources, [(name, validation dataset), ...])``.
@@ -353,10 +354,12 @@ def build_sources(
             continue
         assert spec.path is not None
         parts = [open_set(p) for p in find_sets(spec.path)]
+        if val_split > 0:  # carved from each set on its own: the samples `data pack` / `eval --val-split` carve
+            pairs = [split_validation(p, val_split, seed) for p in parts]
+            parts = [t for t, _ in pairs]
+            vs = [v for _, v in pairs]
+            val.append((f"{spec.name}:val", vs[0] if len(vs) == 1 else ConcatDataset(vs)))
         ds = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        if val_split > 0:
-            ds, v = split_validation(ds, val_split, seed)
-            val.append((f"{spec.name}:val", v))
         if weight > 0:
             sources.append(Source(spec.name, ds, weight, augment_real))
     seen: dict[str, int] = {}

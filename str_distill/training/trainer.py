@@ -181,6 +181,9 @@ class Trainer:
         self.schedule = LRSchedule(c.schedule, c.warmup, c.min_lr_ratio)
         self.ema = ModelEMA(self.model, c.ema) if c.ema > 0 else None
         self.amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
+        from ..preprocess import Preprocessor
+
+        self.preprocessor = Preprocessor(model.config)  # normalizes uint8 batches on the device
         self.gpu_augment = None
         if c.gpu_augment or c.reuse > 1:
             from ..data.augment import GpuAugment
@@ -263,6 +266,8 @@ class Trainer:
         """
         c, dev = self.config, self.device
         images = batch.images.to(dev, non_blocking=True)
+        if images.dtype == torch.uint8:  # loaders hand batches over unnormalized (Preprocessor.to_uint8)
+            images = self.preprocessor.normalize(images)
         if self.gpu_augment is not None and (c.gpu_augment or repeat):
             images = self.gpu_augment(images, self.step)
         targets, ctc_t, ctc_l = self.loss.targets(

@@ -159,6 +159,24 @@ def test_stream_is_deterministic_resumable_and_worker_independent(tmp_path: Path
     assert not torch.equal(other.images, seq[0].images)
 
 
+def test_val_split_of_a_folder_of_sets_is_carved_set_by_set(tmp_path: Path) -> None:
+    """`train --val-split` carves from each set on its own, as `data pack` and `eval --val-split` do."""
+    from str_distill.data.mix import split_validation
+
+    root = tmp_path / "sets"
+    a = make_set(root / "a", [f"a{i}" for i in range(10)])
+    b = make_set(root / "b", [f"b{i}" for i in range(30)])
+    sources, val = build_sources(parse_specs([str(root)]), Tokenizer("94").charset, 25, val_split=0.1, seed=2)
+    (name, vset), = val
+    got = sorted(vset[i].label for i in range(len(vset)))
+    want = sorted(f"{s}{i}" for s, n in (("a", 10), ("b", 30))
+                  for i in split_validation(list(range(n)), 0.1, 2)[1].indices)
+    assert name == "sets:val" and got == want and len(got) == 1 + 3
+    train = {sources[0].dataset[i].label for i in range(len(sources[0].dataset))}
+    assert len(train) == 36 and not train & set(got)
+    assert (a / "labels.tsv").is_file() and (b / "labels.tsv").is_file()
+
+
 # ------------------------------------------------------------------------------------------------ augmentation
 def test_cpu_augmenter_is_seeded_and_keeps_format() -> None:
     img = render_word("augment", size=(40, 160))

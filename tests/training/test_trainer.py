@@ -32,10 +32,11 @@ def make_words(root: Path, words: list[str] = WORDS, extra: str = "") -> Path:
     return root
 
 
-def stream_factory(model, root: Path, batch_size: int, augment: bool = False):
+def stream_factory(model, root: Path, batch_size: int, augment: bool = False, uint8: bool = False):
     sources, _ = build_sources(parse_specs([str(root)]), model.tokenizer.charset, model.tokenizer.max_length,
                                augment_real=augment)
-    proc = SampleProcessor(model.tokenizer, Preprocessor(model.config))
+    pre = Preprocessor(model.config)
+    proc = SampleProcessor(model.tokenizer, pre.to_uint8 if uint8 else pre)
     return lambda start: MixedBatchStream(sources, proc, batch_size, seed=0, start=start)
 
 
@@ -60,6 +61,21 @@ def test_tiny_model_overfits_rendered_words(tmp_path: Path) -> None:
     rec = Recognizer.from_pretrained(tmp_path / "run" / "final", device="cpu")
     texts = [p.text for p in rec.predict([root / "images" / f"{i}.png" for i in range(len(WORDS))])]
     assert sum(t == w for t, w in zip(texts, WORDS)) >= 6, texts
+
+
+def test_uint8_batches_train_exactly_like_normalized_ones(tmp_path: Path) -> None:
+    """`str-distill train` hands batches over as uint8 (normalized on the device): the same steps, bitwise."""
+    root = make_words(tmp_path / "words")
+    runs = {}
+    for uint8 in (False, True):
+        model = make_tiny_model(seed=0, charset="36").train()
+        data = stream_factory(model, root, 8, augment=True, uint8=uint8)
+        batch = next(iter(data(0)))
+        assert batch.images.dtype == (torch.uint8 if uint8 else torch.float32)
+        trainer = Trainer(model, quiet_config(batch_size=8, lr=1e-3, steps=3), data, tmp_path / f"run{uint8}",
+                          device="cpu", log=lambda m: None)
+        runs[uint8] = [float(trainer.train_step(b)["loss"]) for b, _ in zip(data(0), range(3))]
+    assert runs[True] == runs[False]
 
 
 class TapObjective:

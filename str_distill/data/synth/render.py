@@ -163,6 +163,7 @@ class WordRenderer:
         self._fonts: OrderedDict[tuple[int, int], _Font] = OrderedDict()
         self._bgs: OrderedDict[int, np.ndarray] = OrderedDict()
         self._bad_faces: set[int] = set()
+        self._bank: np.ndarray | None = None  # Gaussian noise bank, drawn on first use
 
     # ================================================================== public
     def render(self, index: int) -> tuple[np.ndarray, str]:
@@ -290,6 +291,20 @@ class WordRenderer:
         return np.ascontiguousarray(img), label
 
     # ================================================================== pieces
+    _NOISE_BANK = 1 << 20
+
+    def _gaussian(self, shape: tuple[int, ...], nr: np.random.Generator) -> np.ndarray:
+        """Standard normal float32 noise of ``shape``: a window at a random offset into a bank of 2^20 values
+        drawn once per renderer (25x cheaper than drawing per image; deterministic for the seed)."""
+        n = int(np.prod(shape))
+        if n > self._NOISE_BANK // 2:
+            return nr.standard_normal(shape, dtype=np.float32)
+        bank = self._bank
+        if bank is None:
+            bank = self._bank = np.random.default_rng([self.seed, 4242]).standard_normal(
+                self._NOISE_BANK, dtype=np.float32)
+        o = int(nr.integers(self._NOISE_BANK - n + 1))
+        return bank[o : o + n].reshape(shape)
     def _pick_face(self, r: random.Random) -> int:
         total = self._cum[-1]
         for _ in range(16):
@@ -535,13 +550,11 @@ class WordRenderer:
     ) -> np.ndarray:
         """Pick colours that stand out from the pixels under the glyphs, then alpha-blend shadow, outline, text."""
         cfg = self.config
-        region = a_out > 0.5 if a_out is not None else sel
-        vals = _gray(bg)[region]
-        m, sd = float(vals.mean()), float(vals.std())
+        region = (a_out > 0.5 if a_out is not None else sel).view(np.uint8)
+        m, sd = _masked_mean_std(_gray(bg), region)
         if sd > cfg.max_bg_std:  # busy background: flatten it towards its mean
             bg = _flatten(bg, cfg.max_bg_std / sd * r.uniform(0.5, 1.0))
-            vals = _gray(bg)[region]
-            m, sd = float(vals.mean()), float(vals.std())
+            m, sd = _masked_mean_std(_gray(bg), region)
 
         tc = _pick_colour(r, m, cfg.min_contrast + sd)
         out = bg
@@ -586,7 +599,7 @@ class WordRenderer:
             img = cv2.resize(small, (w, h), interpolation=up)
         if r.random() < cfg.p_noise:
             sigma = r.uniform(*cfg.noise_sigma)
-            noise = nr.standard_normal((h, w, 1 if r.random() < 0.5 else 3), dtype=np.float32) * sigma
+            noise = self._gaussian((h, w, 1 if r.random() < 0.5 else 3), nr) * sigma
             img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
         if r.random() < cfg.p_jpeg:
             q = r.randint(*cfg.jpeg_quality)
@@ -597,6 +610,12 @@ class WordRenderer:
 
 
 # ====================================================================== helpers
+def _masked_mean_std(gray: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Mean and (population) standard deviation of the ``uint8`` pixels of ``gray`` where ``mask`` is non-zero."""
+    mean, std = cv2.meanStdDev(gray, mask=mask)
+    return float(mean[0, 0]), float(std[0, 0])
+
+
 def _gray(img: np.ndarray) -> np.ndarray:
     """Luma (uint8, BT.601 weights) of an RGB image."""
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
