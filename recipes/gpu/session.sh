@@ -22,12 +22,16 @@
 set -uo pipefail
 REUSE_GIVEN="${REUSE_GIVEN-${REUSE+set}}"  # REUSE given by the caller: keep it whatever the benchmark says
 export REUSE_GIVEN
+if [ "${PLAN:-}" = continue ] && [ -z "${LR:-}" ]; then
+    export LR=5e-4  # restarting from trained weights: half the from-scratch peak
+fi
 source "$(dirname "$0")/common.sh"
 PLAN="${PLAN:-ablation}"
 ARM_MIN="${ARM_MIN:-8}"
 PRE_MIN="${PRE_MIN:-3}"
 PRE_BATCH="${PRE_BATCH:-256}"
 BENCH="${BENCH:-1}"
+DEADLINE_MIN="${DEADLINE_MIN:-24}"      # an arm that would end later than this (minutes from the start) is skipped
 EVAL_ARGS="${EVAL_ARGS:-}"              # extra `str-distill eval` arguments, e.g. "--max-samples 300" (CPU smoke runs)
 SESSION_DIR="$RUN_DIR"
 
@@ -149,6 +153,12 @@ train_arm() {  # train_arm NAME MINUTES [extra train args...]
 
 ok_arms=()
 for arm in "${ARMS[@]}"; do
+    # an arm takes ARM_MIN of training plus ~2.5 min (start-up, compile, export, evaluations, pictures)
+    if [ ${#ok_arms[@]} -gt 0 ] && awk -v e="$SECONDS" -v a="$ARM_MIN" -v d="$DEADLINE_MIN" \
+            'BEGIN { exit !(e / 60 + a + 2.5 > d) }'; then
+        stage "arm $arm SKIPPED: $((SECONDS / 60)) min gone, it would end after DEADLINE_MIN=$DEADLINE_MIN"
+        continue
+    fi
     case $arm in
     scratch)
         stage "arm scratch: $ARM_MIN min of supervised training from random weights"

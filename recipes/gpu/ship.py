@@ -139,9 +139,12 @@ def describe(summary: dict[str, Any]) -> str:
                "synthetic words mixed with the real training splits (CCD won the equal-GPU-time ablation).")
     elif arm == "continue":
         how = "Continued from the previously shipped weights on synthetic words mixed with the real training splits."
-    else:
+    elif "ccd" in ((summary.get("choice") or {}).get("scores") or {}):
         how = ("Trained from random initialization on synthetic words mixed with the real training splits; CCD "
                "pretraining + fine-tuning did not beat it at equal GPU time (docs/training.md).")
+    else:
+        how = ("Trained from random initialization on synthetic words mixed with the real training splits "
+               "(no CCD arm ran in this session).")
     return base + how
 
 

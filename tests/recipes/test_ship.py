@@ -115,3 +115,12 @@ def test_ship_bundles_records_and_pins_golden_outputs(session: Path, tmp_path: P
     g = json.loads(gold.read_text())
     assert set(g["images"]) == {"0.png", "1.png"} and set(g["images"]["0.png"]) == {"attention", "ctc"}
     assert g["weights_sha256"] == [f["sha256"] for f in rec["files"]]
+
+
+def test_description_says_which_arm_and_whether_ccd_was_compared() -> None:
+    describe = load_script("ship").describe
+    both = {"scratch": {}, "ccd": {}}
+    assert "CCD won" in describe({"arm": "ccd", "choice": {"scores": both}})
+    assert "did not beat it at equal GPU time" in describe({"arm": "scratch", "choice": {"scores": both}})
+    assert "no CCD arm ran" in describe({"arm": "scratch", "choice": {"scores": {"scratch": {}}}})
+    assert "previously shipped weights" in describe({"arm": "continue", "choice": {"scores": {"continue": {}}}})
