@@ -20,9 +20,12 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("ta
 
 
 def collect(run_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RUN_DIR": str(run_dir), "OUT": str(out), "EVAL_IIIT5K": "0", "PY": "python3"}
-    return subprocess.run(["bash", str(REPO / "recipes" / "gpu" / "collect.sh")], env=env, capture_output=True,
-                          text=True, timeout=120)
+    """Run collect.sh from a copy of the scripts in a tree without shared/data, as on the GPU machine."""
+    scripts = run_dir.parent / "device-copy" / "recipes" / "gpu"
+    if not scripts.exists():
+        shutil.copytree(REPO / "recipes" / "gpu", scripts)
+    env = {**os.environ, "RUN_DIR": str(run_dir), "OUT": str(out), "PY": "python3"}
+    return subprocess.run(["bash", str(scripts / "collect.sh")], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_collect_shards_and_bundle(tmp_path: Path, model_factory) -> None:  # noqa: ANN001
