@@ -21,19 +21,8 @@ if [ -n "$bench" ]; then
     "$PY" -m str_distill.cli data pack "$bench" -o "$BENCH_DIR/IIIT5K" --force "$@"
 fi
 
-# What travels: tracked + untracked-not-ignored files, plus the carried folders (sum of file sizes).
-sum_bytes() { find "$@" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
-code=$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s 2>/dev/null \
-       | awk '{ s += $1 } END { print s + 0 }')
-pack=0
-[ -d .synth_pack ] && pack=$(sum_bytes .synth_pack)
-real=$(sum_bytes "$REAL_DIR")
-bb=$(sum_bytes "$BENCH_DIR")
-awk -v c="$code" -v p="$pack" -v r="$real" -v d="$REAL_DIR" -v b="$bb" -v bd="$BENCH_DIR" 'BEGIN {
-    m = 1048576; t = c + p + r + b
-    printf "travel budget (sum of file sizes):\n"
-    printf "  %-28s %7.2f MiB\n  %-28s %7.2f MiB\n  %-28s %7.2f MiB\n", "code (git tree)", c / m, ".synth_pack", p / m, d, r / m
-    printf "  %-28s %7.2f MiB\n", bd, b / m
-    printf "  %-28s %7.2f MiB of 64 (%.2f MiB left)\n", "total", t / m, 64 - t / m
-    if (t > 64 * m) { print "  OVER the device tool'"'"'s 64 MiB: build a smaller pack (see recipes/gpu/README.md)"; exit 1 }
-}'
+# What travels: the working tree plus the carried folders (sum of file sizes).
+carried=("$REAL_DIR")
+[ -d .synth_pack ] && carried=(.synth_pack "${carried[@]}")
+[ -d "$BENCH_DIR" ] && carried+=("$BENCH_DIR")
+bash recipes/gpu/travel.sh "${carried[@]}"

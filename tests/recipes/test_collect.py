@@ -68,3 +68,32 @@ def test_collect_refuses_more_than_the_tool_returns(tmp_path: Path, model_factor
 def test_collect_without_weights_fails_clearly(tmp_path: Path) -> None:
     res = collect(tmp_path / "nothing", tmp_path / "out")
     assert res.returncode == 1 and "no final weights" in res.stdout
+
+
+def test_weights_aside_and_back_leave_the_committed_files(tmp_path: Path) -> None:
+    """Later sessions send the data with the bundled weights set aside, then the weights: a lossless round trip."""
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "recipes" / "gpu", repo / "recipes" / "gpu")
+    w = repo / "str_distill" / "weights"
+    w.mkdir(parents=True)
+    (w / "siga-vit-s.model-00001-of-00002.safetensors").write_bytes(b"shard one")
+    (w / "siga-vit-s.model.safetensors.index.json").write_text("{}")
+    (repo / ".gitignore").write_text("/.carry/\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=repo, check=True,
+                              capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "weights")
+    script = repo / "recipes" / "gpu" / "weights_aside.sh"
+    out = subprocess.run(["bash", str(script), "aside"], capture_output=True, text=True, check=True).stdout
+    assert "moved 2 files" in out and not any(w.iterdir())
+    travel = subprocess.run(["bash", str(repo / "recipes" / "gpu" / "travel.sh")], capture_output=True, text=True)
+    assert travel.returncode == 0 and "total" in travel.stdout
+    out = subprocess.run(["bash", str(script), "back"], capture_output=True, text=True, check=True).stdout
+    assert "identical to the committed ones" in out
+    assert git("status", "--porcelain") == ""
