@@ -85,11 +85,13 @@ export WORKERS
 # ---- 1. measure
 if [ "$BENCH" = 1 ]; then
     stage "benchmark (compile: ${COMPILE:-off})"
-    if ! BENCH_RUN_DIR="$SESSION_DIR/bench" bash recipes/gpu/benchmark.sh; then
+    # a benchmark that hangs (a compile gone wrong) must not eat the session: at most BENCH_TIMEOUT seconds
+    if ! BENCH_RUN_DIR="$SESSION_DIR/bench" timeout "${BENCH_TIMEOUT:-300}" bash recipes/gpu/benchmark.sh; then
         if [ -n "$COMPILE" ]; then
             stage "benchmark failed with $COMPILE: measuring eagerly, and the arms run eagerly"
             COMPILE=""
-            BENCH_RUN_DIR="$SESSION_DIR/bench-eager" COMPILE="" bash recipes/gpu/benchmark.sh || stage "benchmark failed again"
+            BENCH_RUN_DIR="$SESSION_DIR/bench-eager" COMPILE="" timeout "${BENCH_TIMEOUT:-300}" \
+                bash recipes/gpu/benchmark.sh || stage "benchmark failed again"
         fi
     fi
     if [ -z "$REUSE_GIVEN" ]; then
