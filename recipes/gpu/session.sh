@@ -70,12 +70,20 @@ EOF
 cores=$(nproc)
 [ -n "$WORKERS" ] || WORKERS=$((cores > 2 ? cores - 2 : 0))
 shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
-# uint8 batches of BATCH x 3 x 32 x 128 bytes, up to 2 in flight per worker plus the pinned copy: 3 per worker
-need_kb=$(( WORKERS * 3 * BATCH * 3 * 32 * 128 / 1024 ))
+# uint8 batches of BATCH x 3 x 32 x 128 bytes live in /dev/shm, up to 2 in flight per worker (prefetch 2)
+batch_kb=$(( BATCH * 3 * 32 * 128 / 1024 ))
+need_kb=$(( WORKERS * 2 * batch_kb ))
 stage "machine: $cores cores, $(free -g 2>/dev/null | awk '/^Mem/ { print $2 }') GiB RAM, /dev/shm ${shm_kb:-?} KiB free" \
       "(batches need ~$need_kb KiB with $WORKERS workers)"
-if [ -n "$shm_kb" ] && [ "$need_kb" -gt 0 ] && [ "$shm_kb" -lt $((2 * need_kb)) ]; then
-    WORKERS=$(( shm_kb / (2 * 3 * BATCH * 3 * 32 * 128 / 1024) ))
+short() { [ -n "$shm_kb" ] && [ "$need_kb" -gt 0 ] && [ $((4 * shm_kb)) -lt $((5 * need_kb)) ]; }  # < 1.25 x need
+if short && [ "$(id -u)" = 0 ]; then
+    # a container-sized /dev/shm (e.g. 64 MiB) on a machine of our own for the session: enlarge the tmpfs
+    mount -o remount,size=$((4 * need_kb))k /dev/shm 2>/dev/null \
+        && stage "/dev/shm enlarged to $((4 * need_kb)) KiB" \
+        && shm_kb=$(df -Pk /dev/shm | awk 'NR == 2 { print $4 }')
+fi
+if short; then
+    WORKERS=$(( 4 * shm_kb / (5 * 2 * batch_kb) ))
     [ "$WORKERS" -ge 1 ] || WORKERS=1
     stage "small /dev/shm: WORKERS lowered to $WORKERS"
 fi
