@@ -13,9 +13,10 @@ Steps:
 4. copy the files into ``str_distill/weights/`` and write the manifest record (sha256, sizes, config, metrics with
    the commands that reproduce them, training summary from ``report.json``);
 5. write the golden outputs of ``examples/`` (``tests/golden/<name>.json``) that ``tests/test_golden.py`` pins;
-6. print the README table.
+6. print the README table and the session's ``docs/training.md`` entry (benchmark, every arm, the choice, the
+   metrics), copying each arm's loss/accuracy curves to ``docs/img/run-<date>-<arm>.png``.
 
-``--manifest``, ``--bundle-dir``, ``--golden``, ``--work`` and ``--allow-any-arch`` exist for tests.
+``--manifest``, ``--bundle-dir``, ``--golden``, ``--work``, ``--docs-img`` and ``--allow-any-arch`` exist for tests.
 """
 
 from __future__ import annotations
@@ -165,6 +166,46 @@ def golden(name: str, examples: Path, out: Path) -> dict[str, Any]:
     return res
 
 
+def run_log(work: Path, name: str, metrics: dict[str, Any], img_dir: Path) -> str:
+    """The ``docs/training.md`` entry of this session (markdown); copies each arm's curves into ``img_dir``."""
+    rep = work / "report.json"
+    if not rep.is_file():
+        return ""
+    r = json.loads(rep.read_text())
+    bench = r.get("benchmark") or {}
+    day = dt.date.today().isoformat()
+    lines = [f"### {day}: {r['plan']} session on {bench.get('device_name') or 'an unknown device'}", ""]
+    if bench:
+        util = bench.get("gpu_util_percent")
+        lines += [f"Benchmark (batch {bench.get('batch_size')}, compile {bench.get('compile')}): data alone "
+                  f"{bench['data_images_per_s']:.0f} img/s, training with data {bench['train_images_per_s']:.0f} "
+                  f"img/s, on a resident batch {bench['model_images_per_s']:.0f} img/s, GPU utilization "
+                  + (f"{util:.0f} %." if isinstance(util, (int, float)) else "n/a."), ""]
+    lines += ["| arm | training min | steps | images seen | median img/s | reuse | val acc (36, attn) | "
+              "IIIT5K packed (36, attn) |", "|---|---|---|---|---|---|---|---|"]
+    img_dir.mkdir(parents=True, exist_ok=True)
+    pictures = []
+    for arm, a in r["arms"].items():
+        ev = a["evals"].get("36_attention", {})
+        val, iiit = ev.get("val", {}), ev.get("IIIT5K", {})
+        minutes = f"{(a.get('train_seconds') or 0) / 60:.1f}"
+        if "pretrain" in a and r.get("pretrain_minutes"):
+            minutes = f"{r['pretrain_minutes']:g} CCD + {minutes}"
+        acc = [f"{100 * m['accuracy']:.2f}" if m else "-" for m in (val, iiit)]
+        lines.append(f"| {arm} | {minutes} | {a['steps']} | {a['images_seen']:,} | "
+                     f"{a['median_images_per_s'] or 0:.0f} | {a.get('reuse')} | {acc[0]} | {acc[1]} |")
+        curves = work / arm / "curves.png"
+        if curves.is_file():
+            dst = img_dir / f"run-{day}-{arm}.png"
+            shutil.copyfile(curves, dst)
+            pictures.append(f"![{arm} curves](img/{dst.name})")
+    chosen = r["choice"]["arm"]
+    lines += ["", f"Shipped as `{name}`: arm `{chosen}` ({r['choice']['by']}). On the original images, measured here "
+              f"with `{(metrics.get('IIIT5K') or {}).get('command', 'str-distill eval')}`:", "",
+              readme_table(name, metrics), "", *pictures]
+    return "\n".join(lines) + "\n"
+
+
 def readme_table(name: str, metrics: dict[str, Any]) -> str:
     rows = ["| set | protocol | attention acc | attention 1-NED | CTC acc | CTC 1-NED |", "|---|---|---|---|---|---|"]
     for key, m in metrics.items():
@@ -188,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--golden", type=Path, help="golden outputs file (default tests/golden/<name>.json)")
     ap.add_argument("--examples", type=Path, default=REPO / "examples")
     ap.add_argument("--allow-any-arch", action="store_true", help="skip the architecture check (tests only)")
+    ap.add_argument("--docs-img", type=Path, default=REPO / "docs" / "img",
+                    help="where the arms' curves are copied for docs/training.md")
     args = ap.parse_args(argv)
 
     if args.manifest is not None:
@@ -219,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     res = golden(args.name, args.examples, gold)
     print(f"golden outputs of {len(res['images'])} images -> {gold}")
     print(readme_table(args.name, metrics))
+    log = run_log(work, args.name, metrics, args.docs_img)
+    if log:
+        (work / "run_log.md").write_text(log)
+        print(f"\ndocs/training.md entry (also in {work / 'run_log.md'}):\n\n{log}")
     return 0
 
 

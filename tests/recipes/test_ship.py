@@ -42,6 +42,7 @@ def session(tmp_path: Path, model_factory) -> Path:  # noqa: ANN001
         d = s / arm
         save_pretrained(model_factory(seed=1 if arm == "ccd" else 0), d / "final", dtype=torch.float16,
                         max_shard_bytes=200_000)
+        (d / "curves.png").write_bytes(b"png of " + arm.encode())
         recs = [{"type": "config", "train": {"batch_size": 8, "reuse": 1, "compile": False, "lr": 1e-3},
                  "init": None, "argv": ["train"]},
                 {"type": "train", "step": 10, "images_per_s": 100.0, "loss": 3.0, "data_wait": 0.1},
@@ -98,7 +99,7 @@ def test_ship_bundles_records_and_pins_golden_outputs(session: Path, tmp_path: P
         assert not mpath.exists() and not gold.exists()
         rc = ship.main([str(files), "--name", "siga-vit-s", "--allow-any-arch", "--data", str(data),
                         "--work", str(tmp_path / "w"), "--manifest", str(mpath), "--bundle-dir", str(bdir),
-                        "--golden", str(gold), "--examples", str(examples)])
+                        "--golden", str(gold), "--examples", str(examples), "--docs-img", str(tmp_path / "img")])
         assert rc == 0
         assert manifest.validate_manifest(mpath) == []  # files exist with the recorded sha256 and sizes
         rec = manifest.load_manifest(mpath)["siga-vit-s"]
@@ -112,6 +113,11 @@ def test_ship_bundles_records_and_pins_golden_outputs(session: Path, tmp_path: P
     assert m["IIIT5K"]["count"] == 3 and m["val"]["count"] == 3  # ceil(5 % of 20) from each of the three sets
     assert set(m["val"]["by_protocol"]) == {"36", "94"} and set(m["val"]["by_protocol"]["94"]) == {"attention", "ctc"}
     assert "--val-split 0.05 --seed 0" in m["val"]["command"]
+    log = (tmp_path / "w" / "run_log.md").read_text()
+    assert "TestGPU" in log and "| ccd | 1.0 | 20 | 160 | 120 | 1 | 75.00 | 10.00 |" in log
+    assert "arm `ccd`" in log and "| IIIT5K (3) | 36 |" in log
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == [f"run-{rec['created']}-ccd.png",
+                                                                       f"run-{rec['created']}-scratch.png"]
     g = json.loads(gold.read_text())
     assert set(g["images"]) == {"0.png", "1.png"} and set(g["images"]["0.png"]) == {"attention", "ctc"}
     assert g["weights_sha256"] == [f["sha256"] for f in rec["files"]]
