@@ -229,10 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--golden", type=Path, help="golden outputs file (default tests/golden/<name>.json)")
     ap.add_argument("--examples", type=Path, default=REPO / "examples")
     ap.add_argument("--allow-any-arch", action="store_true", help="skip the architecture check (tests only)")
+    ap.add_argument("--allow-missing-data", action="store_true",
+                    help="ship even if IIIT5K or a training set is missing under --data (device simulations only): "
+                         "the record then lacks those metrics")
     ap.add_argument("--docs-img", type=Path, default=REPO / "docs" / "img",
                     help="where the arms' curves are copied for docs/training.md")
     args = ap.parse_args(argv)
 
+    wanted = [args.data / s / "labels.tsv" for s in ("IIIT5K", *TRAIN_SETS)]
+    missing = [str(p) for p in wanted if not p.is_file()]
+    if missing and not args.allow_missing_data:
+        raise SystemExit("ship.py: weights are never shipped unmeasured, and these evaluation sets are missing: "
+                         + ", ".join(missing) + " (point --data at shared/data)")
+    for m in missing:
+        print(f"WARNING: {m} is missing: the record will lack its metrics (--allow-missing-data)", file=sys.stderr)
     if args.manifest is not None:
         mf.MANIFEST_PATH = args.manifest
     if args.bundle_dir is not None:

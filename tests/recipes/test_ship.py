@@ -93,6 +93,10 @@ def test_ship_bundles_records_and_pins_golden_outputs(session: Path, tmp_path: P
     ship = load_script("ship")
     old = manifest.MANIFEST_PATH, manifest.BUNDLED_DIR
     try:
+        with pytest.raises(SystemExit, match="never shipped unmeasured.*SVT_train"):  # no metrics, no weights
+            ship.main([str(files), "--allow-any-arch", "--data", str(tmp_path / "nowhere"), "--work",
+                       str(tmp_path / "w0"), "--manifest", str(mpath), "--bundle-dir", str(bdir),
+                       "--golden", str(gold)])
         with pytest.raises(ValueError, match="not a 'siga-vit-s' network"):  # toy weights never ship under the name
             ship.main([str(files), "--data", str(data), "--work", str(tmp_path / "w0"), "--manifest", str(mpath),
                        "--bundle-dir", str(bdir), "--golden", str(gold), "--examples", str(examples)])
