@@ -5,8 +5,9 @@
 >>> pred = rec.predict(["word.png"])[0]  # doctest: +SKIP
 >>> pred.text, pred.confidence, pred.char_probs  # doctest: +SKIP
 
-The network itself is the pure :class:`~str_distill.models.STRModel`; this module adds loading, preprocessing,
-batching, device/dtype handling and decoding to text.
+The network itself is a pure ``nn.Module`` of one of the model families (:class:`~str_distill.models.STRModel`,
+:class:`~str_distill.models.PPOCRRecognizer`); this module adds loading, preprocessing (described by the weights'
+config, :func:`~str_distill.preprocess.resolve_data_config`), batching, device/dtype handling and decoding to text.
 """
 
 from __future__ import annotations
@@ -19,11 +20,36 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
-from .models.model import STRModel
 from .preprocess import InputError, Preprocessor, iter_inputs, load_image
 
-__all__ = ["InputError", "Prediction", "Recognizer", "resolve_device", "resolve_dtype"]
+__all__ = ["DEFAULT_MODEL", "InputError", "Prediction", "Recognizer", "resolve_decoding", "resolve_device",
+           "resolve_dtype"]
+
+#: What ``Recognizer.from_pretrained()`` loads without a name: the manifest's ``default`` (this is the fallback).
+DEFAULT_MODEL = "ppocrv6-small.en"
+#: Accepted spellings of the decoding methods.
+_DECODINGS = {"attention": "attention", "ctc": "ctc", "greedy": "ctc"}
+
+
+def resolve_decoding(model: nn.Module | None, decoding: str | None) -> str:
+    """The decoding method to use: ``None`` gives the model's first (``"attention"`` for ViT recognizers,
+    ``"ctc"`` for CTC-only models); ``"greedy"`` is another name for greedy CTC decoding.
+
+    Raises:
+        ValueError: for an unknown name or one the model cannot do (the message says which it can).
+    """
+    supported = tuple(getattr(model, "decodings", ("attention", "ctc")))
+    if decoding is None:
+        return supported[0]
+    name = _DECODINGS.get(decoding) if isinstance(decoding, str) else None
+    if name is None:
+        raise ValueError(f"decoding must be 'attention', 'ctc' or 'greedy' (= 'ctc'), got {decoding!r}")
+    if name not in supported:
+        arch = getattr(getattr(model, "config", None), "arch", type(model).__name__)
+        raise ValueError(f"{arch} cannot decode with {decoding!r}: it supports {', '.join(supported)}")
+    return name
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -81,7 +107,8 @@ class Recognizer:
     """A recognizer ready for inference: model + preprocessing + batching + decoding.
 
     Args:
-        model: the network; it is put in eval mode and moved/cast in place.
+        model: the network (:class:`~str_distill.models.STRModel` or
+            :class:`~str_distill.models.PPOCRRecognizer`); it is put in eval mode and moved/cast in place.
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda[:i]"`` or a :class:`torch.device`.
         dtype: ``float32``, ``bfloat16`` (CPU or CUDA) or ``float16`` (CUDA only); strings accepted. ``None``
             keeps the model's dtype (float32 for :meth:`from_pretrained`).
@@ -90,7 +117,7 @@ class Recognizer:
 
     def __init__(
         self,
-        model: STRModel,
+        model: nn.Module,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
         keep_aspect_ratio: bool = False,
@@ -105,7 +132,7 @@ class Recognizer:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | Path,
+        name_or_path: str | Path | None = None,
         *,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
@@ -117,16 +144,26 @@ class Recognizer:
     ) -> Recognizer:
         """Load weights from a manifest name, a local directory or ``.safetensors`` file, or ``hf-hub:org/repo``.
 
-        See :func:`str_distill.hub.loading.load_model` for the resolution order and the errors raised.
+        Without a name, the manifest's default model (bundled in the package, read offline). See
+        :func:`str_distill.hub.loading.load_model` for the resolution order and the errors raised.
+
+        ``dtype=None``: float32, except on the CPU for a manifest name whose record measured bfloat16 to read the
+        same text faster (its ``inference.cpu_dtype``; ``str-distill models --json`` shows it).
         """
         from .hub.loading import load_model
+        from .hub.manifest import default_model, get_record
 
+        if name_or_path is None:
+            name_or_path = default_model()
         model = load_model(name_or_path, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)
+        if dtype is None and isinstance(name_or_path, str) and resolve_device(device).type == "cpu":
+            record = get_record(name_or_path) or {}
+            dtype = (record.get("inference") or {}).get("cpu_dtype")
         return cls(model, device, dtype, keep_aspect_ratio, rotate_tall)
 
     @property
-    def model(self) -> STRModel:
-        """The underlying :class:`~str_distill.models.STRModel`."""
+    def model(self) -> nn.Module:
+        """The underlying network (a pure ``nn.Module``)."""
         return self._model
 
     def __repr__(self) -> str:
@@ -137,6 +174,8 @@ class Recognizer:
         dev = resolve_device(device) if device is not None else self.device
         dt = resolve_dtype(dtype if dtype is not None else self.dtype, dev)
         self._model.to(device=dev, dtype=dt)
+        if getattr(self._model, "channels_last", False):  # convolutional families run faster in NHWC
+            self._model.to(memory_format=torch.channels_last)
         self.device, self.dtype = dev, dt
         return self
 
@@ -150,7 +189,7 @@ class Recognizer:
         self,
         images: Any,
         batch_size: int = 64,
-        decoding: Literal["attention", "ctc"] = "attention",
+        decoding: Literal["attention", "ctc", "greedy"] | None = None,
         mode: Literal["autoregressive", "parallel"] = "autoregressive",
         refine_iters: int = 1,
         return_attention: bool = False,
@@ -164,7 +203,9 @@ class Recognizer:
                 tensors, mixed freely; a ``(B, C, H, W)`` tensor counts as ``B`` images. Iterables are streamed:
                 at most ``batch_size`` images are held at a time.
             batch_size: images per forward pass.
-            decoding: ``"attention"`` (the decoder) or ``"ctc"`` (the CTC head, one pass, faster).
+            decoding: ``"attention"`` (the decoder) or ``"ctc"`` (the CTC head, one pass, faster; ``"greedy"`` is
+                another name for it). ``None``: the model's first method (attention for ViT recognizers, CTC for
+                CTC-only models such as ``ppocrv6-small``).
             mode: attention decoding only: ``"autoregressive"`` or ``"parallel"`` (+ ``refine_iters`` refinements).
             return_attention: attention decoding only: fill :attr:`Prediction.attention`.
             progress: show a tqdm progress bar on stderr.
@@ -181,7 +222,7 @@ class Recognizer:
         self,
         images: Any,
         batch_size: int = 64,
-        decoding: Literal["attention", "ctc"] = "attention",
+        decoding: Literal["attention", "ctc", "greedy"] | None = None,
         mode: Literal["autoregressive", "parallel"] = "autoregressive",
         refine_iters: int = 1,
         return_attention: bool = False,
@@ -189,8 +230,7 @@ class Recognizer:
         errors: Literal["raise", "return"] = "raise",
     ) -> Iterator[Any]:
         """Like :meth:`predict`, but a generator yielding each batch's results as soon as they are ready."""
-        if decoding not in ("attention", "ctc"):
-            raise ValueError(f"decoding must be 'attention' or 'ctc', got {decoding!r}")
+        decoding = resolve_decoding(self._model, decoding)
         if mode not in ("autoregressive", "parallel"):
             raise ValueError(f"mode must be 'autoregressive' or 'parallel', got {mode!r}")
         if errors not in ("raise", "return"):
@@ -221,21 +261,27 @@ class Recognizer:
                             raise
                         slots.append(e)
                 del chunk
-                preds = iter(self._run(torch.stack(tensors), decoding, mode, refine_iters, return_attention)
-                             if tensors else [])
+                results: list[Prediction | None] = [None] * len(tensors)
+                for idx, batch in self.preprocessor.batches(tensors):
+                    for i, p in zip(idx, self._run(batch, decoding, mode, refine_iters, return_attention)):
+                        results[i] = p
                 del tensors
+                preds = iter(results)
                 bar.update(len(slots))
                 yield from (next(preds) if s is None else s for s in slots)
 
     def _run(self, x: torch.Tensor, decoding: str, mode: str, refine_iters: int, return_attention: bool
              ) -> list[Prediction]:
         """Normalized images ``(B, 3, H, W)`` -> one :class:`Prediction` each."""
+        x = x.to(self.device, self.dtype)
+        if getattr(self._model, "channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out = self._model(x.to(self.device, self.dtype), decoding, mode, refine_iters, return_attention)
+            out = self._model(x, decoding, mode, refine_iters, return_attention)
             probs = out.logits.float().softmax(-1).cpu()
             attn = out.attn.float().cpu() if out.attn is not None else None
         decoded = self._model.tokenizer.decode(probs, mode="ctc" if decoding == "ctc" else "attention")
-        gh, gw = self._model.config.grid_size
+        gh, gw = self._model.config.grid_size if attn is not None else (0, 0)
         preds = []
         for i, d in enumerate(decoded):
             maps = None

@@ -9,25 +9,39 @@ Accepted inputs (:func:`load_image`):
 * :class:`torch.Tensor` ``(H, W)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4 (uint8 0-255, or float in ``[0, 1]``).
   A ``(B, C, H, W)`` tensor holds ``B`` images: :func:`iter_inputs` splits it.
 
-EXIF orientation is applied, transparency is composited on white, 16-bit images are scaled to 8 bits (PIL "F"
-images follow PIL's 0-255 scale unless all values lie in ``[0, 1]``).
-Every problem raises :class:`InputError` whose message starts with the input's name (its path or ``input <i>``).
+EXIF orientation is applied and transparency is composited on white. PIL "F" images follow PIL's 0-255 scale
+unless all values lie in ``[0, 1]``.
+
+**16-bit data** (PIL modes "I" and "I;16*", which includes 16-bit PNG and TIFF files, and uint16 arrays) is scaled
+to 8 bits by the range of its values, not by its type:
+
+* if every value is at most 255, the values are 8-bit values held in a wider type and are used as they are. This
+  is what ``Image.convert("I")`` or ``convert("I;16")`` of an 8-bit image and ``array.astype(np.uint16)`` produce
+  (PIL's own convention keeps the 0-255 scale). A genuine 16-bit image that dark would come out black (at most
+  1/257 of full scale) if it were scaled, so using its values as they are also gives the readable result;
+* otherwise the values span 0-65535 and are divided by 257 (65535 -> 255).
+
+So 8-bit data is never turned into a near-black image. Integer values below 0 or above 65535 are an error.
+
+Every problem raises :class:`InputError` whose message starts with the input's name (its path or ``input <i>``);
+once the input's position is known (:attr:`InputError.index`), the message of a path names both:
+``input 3 (crops/x.png): empty file (0 bytes)``.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .models.config import ModelConfig
-
-__all__ = ["InputError", "Preprocessor", "iter_inputs", "load_image"]
+__all__ = ["INTERPOLATIONS", "InputError", "Preprocessor", "iter_inputs", "load_image", "resolve_data_config"]
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -41,15 +55,36 @@ _FLOAT_TOLERANCE = 1e-3  # float inputs may overshoot [0, 1] by this much (round
 class InputError(ValueError):
     """An input image that cannot be read or converted.
 
+    ``str(error)`` is ``"<name>: <reason>"``; once :attr:`index` is set (``predict`` sets it) and the name is a
+    path, it is ``"input <index> (<path>): <reason>"``, so the message says both which input and which file.
+
     Attributes:
         name: the input's path, or ``"input <i>"`` (``"input <i>[<j>]"`` for image ``j`` of a batched tensor).
+        reason: what is wrong with the input.
         index: position of the input in the iterable given to ``predict`` (``None`` if unknown).
     """
 
-    def __init__(self, name: str, message: str, index: int | None = None) -> None:
-        super().__init__(f"{name}: {message}")
+    def __init__(self, name: str, reason: str, index: int | None = None) -> None:
+        super().__init__(name, reason)
         self.name = name
+        self.reason = reason
         self.index = index
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the index through pickling (e.g. from a worker process)
+        return type(self), (self.name, self.reason, self.index)
+
+    @property
+    def where(self) -> str:
+        """The input as the message names it: ``"input <i> (<path>)"``, ``"input <i>"`` or the bare name."""
+        if self.index is None:
+            return self.name
+        tag = f"input {self.index}"
+        if self.name == tag or self.name.startswith(tag + "["):
+            return self.name
+        return f"{tag} ({self.name})"
 
 
 def iter_inputs(images: Any) -> Iterator[tuple[int, str, Any]]:
@@ -82,35 +117,47 @@ def _is_single(x: Any) -> bool:
     return isinstance(x, (str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray, torch.Tensor))
 
 
-def load_image(x: Any, name: str) -> Image.Image:
+def load_image(x: Any, name: str, index: int | None = None) -> Image.Image:
     """Load one input as an RGB :class:`PIL.Image.Image` (EXIF orientation applied, alpha on white).
 
     Args:
         x: a path, encoded bytes, a PIL image, a numpy array or a torch tensor (see the module docstring).
         name: how error messages refer to the input (its path or ``"input <i>"``).
+        index: the input's position among several, if any: set as :attr:`InputError.index`, so that the message
+            of a path reads ``"input <index> (<path>): ..."``.
 
     Raises:
         InputError: the message names the input and says what is wrong with it.
     """
     try:
-        if isinstance(x, (str, Path)):
-            img = _open(Path(x), name)
-        elif isinstance(x, (bytes, bytearray, memoryview)):
-            img = _decode(io.BytesIO(bytes(x)), name)
-        elif isinstance(x, Image.Image):
-            img = x
-        elif isinstance(x, np.ndarray):
-            img = _from_array(x, name)
-        elif isinstance(x, torch.Tensor):
-            img = _from_tensor(x, name)
-        else:
-            raise InputError(name, f"unsupported input type {type(x).__module__}.{type(x).__qualname__}; expected a "
-                             "path, bytes, PIL image, numpy array or torch tensor")
-        return _to_rgb(img, name)
-    except InputError:
+        return _load(x, name)
+    except InputError as e:
+        if index is not None:
+            e.index = index
         raise
     except Exception as e:  # a decoder or converter failure deep in PIL/numpy: report it against this input
-        raise InputError(name, f"cannot read image ({type(e).__name__}: {e})") from e
+        raise InputError(name, f"cannot read image ({type(e).__name__}: {e})", index) from e
+
+
+def _load(x: Any, name: str) -> Image.Image:
+    """:func:`load_image` without the error wrapping: dispatch on the input type, then convert to RGB."""
+    if isinstance(x, (str, Path)):
+        img = _open(Path(x), name)
+    elif isinstance(x, (bytes, bytearray, memoryview)):
+        data = bytes(x)
+        if not data:
+            raise InputError(name, "empty image data (0 bytes)")
+        img = _decode(io.BytesIO(data), name)
+    elif isinstance(x, Image.Image):
+        img = x
+    elif isinstance(x, np.ndarray):
+        img = _from_array(x, name)
+    elif isinstance(x, torch.Tensor):
+        img = _from_tensor(x, name)
+    else:
+        raise InputError(name, f"unsupported input type {type(x).__module__}.{type(x).__qualname__}; expected a "
+                         "path, bytes, PIL image, numpy array or torch tensor")
+    return _to_rgb(img, name)
 
 
 def _open(path: Path, name: str) -> Image.Image:
@@ -118,6 +165,8 @@ def _open(path: Path, name: str) -> Image.Image:
         raise InputError(name, "no such file")
     if path.is_dir():
         raise InputError(name, "is a directory, not an image file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(name, "empty file (0 bytes)")
     with open(path, "rb") as f:
         return _decode(f, name)
 
@@ -160,7 +209,10 @@ def _to_rgb(img: Image.Image, name: str) -> Image.Image:
 
 
 def _high_depth(a: np.ndarray, name: str) -> np.ndarray:
-    """PIL "I"/"I;16" images arrive as int32/uint16 arrays: treat them as 16-bit."""
+    """PIL "I"/"I;16*" images arrive as int32/uint16 arrays: check they fit 16 bits, return them as uint16.
+
+    :func:`_from_array` then scales them to 8 bits by their value range (see the module docstring).
+    """
     if a.dtype.kind in "iu" and a.dtype.itemsize > 1:
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > 65535:
@@ -182,7 +234,10 @@ def _from_array(a: np.ndarray, name: str) -> Image.Image:
     elif a.dtype == np.bool_:
         u8 = a.astype(np.uint8) * 255
     elif a.dtype.kind == "u" and a.dtype.itemsize == 2:
-        u8 = (a.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+        if int(a.max()) <= 255:  # 8-bit values in a 16-bit type (e.g. Image.convert("I")): keep them
+            u8 = a.astype(np.uint8)
+        else:  # full 16-bit range: 65535 -> 255
+            u8 = (a.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     elif a.dtype.kind == "f":
         if not np.isfinite(a).all():
             raise InputError(name, "float image contains NaN or infinite values")
@@ -197,6 +252,8 @@ def _from_array(a: np.ndarray, name: str) -> Image.Image:
 
 
 def _from_tensor(t: torch.Tensor, name: str) -> Image.Image:
+    if t.ndim in (2, 3) and t.numel() == 0:  # report the shape as given, not as permuted below
+        raise InputError(name, f"empty image (tensor of shape {tuple(t.shape)})")
     if t.ndim == 3:
         if t.shape[0] not in (1, 3, 4):
             hint = "; it looks like (H, W, C): use tensor.permute(2, 0, 1)" if t.shape[2] in (1, 3, 4) else ""
@@ -212,63 +269,185 @@ def _from_tensor(t: torch.Tensor, name: str) -> Image.Image:
     return _from_array(t.numpy(), name)
 
 
+#: Resize filters by name: PIL's (with antialiasing when shrinking) and ``cv2_linear``, bilinear without
+#: antialiasing as OpenCV's ``INTER_LINEAR`` (what PP-OCR models were trained with).
+INTERPOLATIONS = (*_RESAMPLE, "cv2_linear")
+_DATA_DEFAULTS: dict[str, Any] = {
+    "width": None, "resize": "stretch", "min_width": 0, "max_width": None, "width_multiple": 1,
+    "channel_order": "RGB", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear",
+    "pad_value": 0.0,
+}
+
+
+def resolve_data_config(config: Any) -> dict[str, Any]:
+    """The preprocessing description of a model config (its ``data_config()``) or of a dict, with defaults filled.
+
+    Keys: ``height``; ``width`` (``None`` for a variable width); ``resize``: ``"stretch"`` to ``(height, width)``
+    or ``"keep_ratio_pad"``: resize to ``height`` keeping the aspect ratio, at most ``max_width`` wide, then pad on
+    the right with ``pad_value`` (in normalized units) to at least ``min_width`` and to a multiple of
+    ``width_multiple``; ``channel_order`` (``"RGB"`` or ``"BGR"``); ``mean``, ``std``; ``interpolation``.
+
+    Raises:
+        ValueError: for unknown keys or values.
+    """
+    d = config.data_config() if hasattr(config, "data_config") else dict(config)
+    unknown = sorted(set(d) - set(_DATA_DEFAULTS) - {"height"})
+    if unknown or "height" not in d:
+        raise ValueError(f"preprocessing description needs 'height' and knows {sorted(_DATA_DEFAULTS)}; "
+                         f"got unknown keys {unknown}")
+    out = {**_DATA_DEFAULTS, **d}
+    if out["resize"] not in ("stretch", "keep_ratio_pad"):
+        raise ValueError(f"resize must be 'stretch' or 'keep_ratio_pad', got {out['resize']!r}")
+    if out["resize"] == "stretch" and not out["width"]:
+        raise ValueError("resize='stretch' needs a fixed width")
+    if out["resize"] == "keep_ratio_pad" and not out["max_width"]:
+        raise ValueError("resize='keep_ratio_pad' needs max_width")
+    if out["channel_order"] not in ("RGB", "BGR"):
+        raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {out['channel_order']!r}")
+    if out["interpolation"] not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {out['interpolation']!r}")
+    return out
+
+
 class Preprocessor:
-    """RGB image -> normalized tensor at the model's input size, as the weights' config prescribes.
+    """RGB image -> normalized tensor, as the weights' preprocessing description prescribes (one code path for
+    every model family; see :func:`resolve_data_config`).
+
+    Fixed-size models (``resize="stretch"``) give ``(3, H, W)`` tensors. Variable-width models
+    (``resize="keep_ratio_pad"``) give ``(3, H, w)`` with ``w`` the resized width; :meth:`batches` pads them.
 
     Args:
-        config: gives ``img_size`` ``(H, W)``, ``interpolation``, ``mean`` and ``std``.
-        keep_aspect_ratio: resize to fit inside ``(H, W)`` without distortion, keep the text left-aligned and
-            vertically centered, and pad with the median colour of the image border. Default: stretch to ``(H, W)``.
+        config: a model config (anything with ``data_config()``) or a preprocessing dict.
+        keep_aspect_ratio: fixed-size models only: resize to fit inside ``(H, W)`` without distortion, keep the
+            text left-aligned and vertically centered, and pad with the median colour of the image border.
+            Default: stretch to ``(H, W)``. (Variable-width models always keep the aspect ratio.)
         rotate_tall: rotate crops whose height is at least ``1.5 x`` their width by 90 degrees counter-clockwise
             (text written top-to-bottom, i.e. rotated clockwise, becomes left-to-right) before resizing.
+        fixed_width: variable-width models only: every image comes out exactly this wide (resized with the aspect
+            ratio kept, squeezed if wider, then padded), so that training batches stack. Inference leaves it
+            ``None``.
     """
 
     TALL_RATIO = 1.5
 
-    def __init__(self, config: ModelConfig, keep_aspect_ratio: bool = False, rotate_tall: bool = False) -> None:
-        self.size = tuple(config.img_size)
-        self.resample = _RESAMPLE[config.interpolation]
-        self.mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
+    def __init__(self, config: Any, keep_aspect_ratio: bool = False, rotate_tall: bool = False,
+                 fixed_width: int | None = None) -> None:
+        self.data = d = resolve_data_config(config)
+        self.variable_width = d["resize"] == "keep_ratio_pad"
+        self.size = (int(d["height"]), int(d["width"] or d["max_width"]))
+        self.interpolation = d["interpolation"]
+        self.resample = _RESAMPLE.get(d["interpolation"], Image.Resampling.BILINEAR)
+        self.bgr = d["channel_order"] == "BGR"
+        self.mean = torch.tensor(d["mean"], dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(d["std"], dtype=torch.float32).view(3, 1, 1)
         self.keep_aspect_ratio = keep_aspect_ratio
         self.rotate_tall = rotate_tall
+        if fixed_width is not None and (not self.variable_width or fixed_width < 1):
+            raise ValueError("fixed_width applies to variable-width models only, and must be >= 1")
+        self.fixed_width = fixed_width
 
     def __repr__(self) -> str:
-        return (f"Preprocessor(size={self.size}, resample={self.resample.name}, mean={self.mean.flatten().tolist()}, "
-                f"std={self.std.flatten().tolist()}, keep_aspect_ratio={self.keep_aspect_ratio}, "
+        return (f"Preprocessor({self.data}, keep_aspect_ratio={self.keep_aspect_ratio}, "
                 f"rotate_tall={self.rotate_tall})")
 
+    def target_width(self, width: int, height: int) -> int:
+        """Variable width: the resized width of a ``width x height`` image (aspect kept, capped at max_width)."""
+        h = self.size[0]
+        cap = int(self.fixed_width or self.data["max_width"])
+        return max(1, min(cap, math.ceil(h * width / height)))
+
+    def padded_width(self, width: int) -> int:
+        """Variable width: the width a resized image is padded to (at least min_width, a multiple of
+        width_multiple)."""
+        m = int(self.data["width_multiple"])
+        return max(int(self.data["min_width"]), -(-width // m) * m)
+
+    def _resize_to(self, img: Image.Image, w: int, h: int) -> Image.Image:
+        if self.interpolation != "cv2_linear":
+            return img.resize((w, h), self.resample)
+        if (img.width, img.height) == (w, h):
+            return img
+        t = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+        out = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+        return Image.fromarray(out[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy())
+
     def resize(self, img: Image.Image) -> Image.Image:
-        """Rotate (if asked), then resize or fit-and-pad an RGB image to exactly ``(W, H)`` pixels."""
+        """Rotate (if asked), then resize: to exactly ``(W, H)`` for fixed-size models (stretched, or fit-and-pad
+        with ``keep_aspect_ratio``), or to height ``H`` at :meth:`target_width` for variable-width models."""
         if self.rotate_tall and img.height >= self.TALL_RATIO * img.width:
             img = img.transpose(Image.Transpose.ROTATE_90)
         h, w = self.size
+        if self.variable_width:
+            return self._resize_to(img, self.target_width(img.width, img.height), h)
         if not self.keep_aspect_ratio:
-            return img.resize((w, h), self.resample)
+            return self._resize_to(img, w, h)
         scale = min(h / img.height, w / img.width)
         nw, nh = max(1, min(w, round(img.width * scale))), max(1, min(h, round(img.height * scale)))
         a = np.asarray(img)
         border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
         canvas = Image.new("RGB", (w, h), tuple(int(v) for v in np.median(border, axis=0)))
-        canvas.paste(img.resize((nw, nh), self.resample), (0, (h - nh) // 2))
+        canvas.paste(self._resize_to(img, nw, nh), (0, (h - nh) // 2))
         return canvas
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        """Args: img: an RGB image of any size. Returns: float32 tensor ``(3, H, W)``, normalized."""
-        return self.normalize(self.to_uint8(img))
+        """Args: img: an RGB image of any size. Returns: float32 tensor ``(3, H, W)`` (``(3, H, w)`` for
+        variable-width models, unpadded unless ``fixed_width``), normalized, channels in the weights' order."""
+        x = self.normalize(self._uint8(img))
+        return self.pad(x, self.fixed_width) if self.fixed_width else x
 
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
-        """The resized image before normalization: uint8 tensor ``(3, H, W)``.
+        """The resized image before normalization: uint8 tensor ``(3, H, W)``, channels in the weights' order.
 
         Training data loaders hand batches over in this form (a quarter of the bytes of float32 through shared
         and pinned memory and to the GPU) and normalize on the device with :meth:`normalize`; the result is
-        bitwise the same as ``__call__``.
+        bitwise the same as ``__call__`` (except in ``fixed_width`` padding, which holds the pixel value nearest
+        to the normalized pad value).
         """
+        x = self._uint8(img)
+        return self.pad(x, self.fixed_width) if self.fixed_width else x
+
+    def _uint8(self, img: Image.Image) -> torch.Tensor:
         if img.mode != "RGB":
             raise ValueError(f"Preprocessor expects an RGB image, got mode {img.mode!r}; use load_image() first")
-        return torch.from_numpy(np.array(self.resize(img), dtype=np.uint8).transpose(2, 0, 1).copy())
+        a = np.array(self.resize(img), dtype=np.uint8)
+        if self.bgr:
+            a = a[:, :, ::-1]
+        return torch.from_numpy(a.transpose(2, 0, 1).copy())
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 ``(..., 3, H, W)`` on any device -> float32, scaled to [0, 1] and normalized with mean/std."""
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return (x.to(torch.float32) / 255.0 - mean) / std
+
+    def pad(self, x: torch.Tensor, width: int) -> torch.Tensor:
+        """Pad ``(..., 3, H, w)`` on the right to ``width`` with the pad value (normalized units for float
+        tensors; uint8 tensors are padded with the pixel value that normalizes to it)."""
+        extra = width - x.shape[-1]
+        if extra < 0:
+            raise ValueError(f"cannot pad width {x.shape[-1]} down to {width}")
+        if extra == 0:
+            return x
+        pad_value = float(self.data["pad_value"])
+        if x.dtype == torch.uint8:
+            out = torch.empty((*x.shape[:-1], width), dtype=torch.uint8, device=x.device)
+            fill = (self.mean * 0 + pad_value) * self.std + self.mean  # per channel, in [0, 1]
+            out[..., x.shape[-1]:] = (fill.to(x.device) * 255).round().clamp(0, 255).to(torch.uint8)
+            out[..., : x.shape[-1]] = x
+            return out
+        return F.pad(x, (0, extra), value=pad_value)
+
+    def batches(self, tensors: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+        """Group preprocessed images into forward passes: ``[(positions in tensors, (B, 3, H, W) batch), ...]``.
+
+        Fixed-size models: one batch in input order. Variable width: images are sorted by width and each group
+        of equal padded width is one batch, so an image is read the same whatever else is in the batch.
+        """
+        if not tensors:
+            return []
+        if not self.variable_width:
+            return [(list(range(len(tensors))), torch.stack(tensors))]
+        order = sorted(range(len(tensors)), key=lambda i: tensors[i].shape[-1])
+        groups: dict[int, list[int]] = {}
+        for i in order:
+            groups.setdefault(self.padded_width(tensors[i].shape[-1]), []).append(i)
+        return [(idx, torch.stack([self.pad(tensors[i], w) for i in idx])) for w, idx in sorted(groups.items())]

@@ -31,15 +31,26 @@ CHARSETS: dict[str, str] = {
     "36": string.digits + string.ascii_lowercase,
     "62": string.digits + string.ascii_lowercase + string.ascii_uppercase,
     "94": string.digits + string.ascii_lowercase + string.ascii_uppercase + string.punctuation,
+    # PP-OCRv6's first 94 classes after the blank, in that model's own order (not ASCII order)
+    "ppocrv6-en": string.punctuation + string.digits + string.ascii_uppercase + string.ascii_lowercase,
 }
+#: Built-in charsets too long to write inline: a UTF-8 file in ``str_distill/charsets/``, one character per line,
+#: plus characters appended after the file's list.
+CHARSET_FILES: dict[str, tuple[str, str]] = {
+    "ppocrv6": ("ppocrv6.txt", " "),  # PP-OCRv6's 18,708-character dictionary, then space (its last class)
+}
+_FILE_CACHE: dict[str, str] = {}
 
 
 def resolve_charset(charset: str) -> str:
-    """Return the literal characters for a built-in charset name (``"36"``, ``"62"``, ``"94"``) or a literal string.
+    """Return the literal characters for a built-in charset name (``"36"``, ``"62"``, ``"94"``, ``"ppocrv6-en"``,
+    ``"ppocrv6"``) or a literal string.
 
     Raises:
         ValueError: if the literal charset is empty or has repeated characters.
     """
+    if charset in CHARSET_FILES:
+        return _charset_file(charset)
     chars = CHARSETS.get(charset, charset)
     if not chars:
         raise ValueError("charset is empty")
@@ -47,6 +58,16 @@ def resolve_charset(charset: str) -> str:
     if dupes:
         raise ValueError(f"charset has repeated characters: {''.join(dupes)!r}")
     return chars
+
+
+def _charset_file(name: str) -> str:
+    if name not in _FILE_CACHE:
+        from pathlib import Path
+
+        file, tail = CHARSET_FILES[name]
+        lines = (Path(__file__).parent / "charsets" / file).read_text(encoding="utf-8").split("\n")
+        _FILE_CACHE[name] = "".join(c for c in lines if c) + tail
+    return _FILE_CACHE[name]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,44 @@ def test_sixteen_bit_png_file(tmp_path: Path) -> None:
     assert out.tolist() == [[0, 255], [100, 7]]
 
 
+EIGHT_BIT_IN_WIDE_TYPES: dict[str, Callable[[np.ndarray], object]] = {
+    'L.convert("I")': lambda g: Image.fromarray(g).convert("I"),
+    'L.convert("I;16")': lambda g: Image.fromarray(g).convert("I;16"),
+    'L.convert("I;16B")': lambda g: Image.fromarray(g).convert("I;16B"),
+    "int32 array -> PIL I": lambda g: Image.fromarray(g.astype(np.int32)),
+    "uint16 (H, W)": lambda g: g.astype(np.uint16),
+    "uint16 (H, W, 3)": lambda g: np.dstack([g, g, g]).astype(np.uint16),
+    "big-endian uint16": lambda g: g.astype(">u2"),
+}
+
+
+@pytest.mark.parametrize("case", list(EIGHT_BIT_IN_WIDE_TYPES))
+def test_eight_bit_values_in_sixteen_bit_types_are_kept(case: str) -> None:
+    """0-255 data in an "I"/"I;16" image or a uint16 array is 8-bit data: read as is, never darkened 257 times."""
+    g = np.tile(np.arange(0, 256, 5, dtype=np.uint8), (6, 1))  # 0..255, max 255
+    out = np.asarray(load_image(EIGHT_BIT_IN_WIDE_TYPES[case](g), "x"))
+    assert np.array_equal(out[..., 0], g) and np.array_equal(out[..., 2], g), case
+
+
+@pytest.mark.parametrize("case", ["PIL I", "PIL I;16", "PIL I;16B", "uint16 array", "16-bit PNG"])
+def test_full_range_sixteen_bit_is_scaled(case: str, tmp_path: Path) -> None:
+    """Any value above 255 makes the data 16-bit: 65535 -> 255 (so 256 -> 1, the documented boundary)."""
+    a = np.array([[0, 65535, 257 * 100], [256, 257 * 7, 1000]])
+    x = {"PIL I": Image.fromarray(a.astype(np.int32)), "PIL I;16": Image.fromarray(a.astype(np.uint16)),
+         "PIL I;16B": Image.fromarray(a.astype(">u2")), "uint16 array": a.astype(np.uint16)}.get(case)
+    if x is None:
+        x = tmp_path / "deep.png"
+        Image.fromarray(a.astype(np.uint16)).save(x)
+    assert np.asarray(load_image(x, "x"))[..., 0].tolist() == [[0, 255, 100], [1, 7, 4]]
+
+
+def test_sixteen_bit_out_of_range_is_an_error() -> None:
+    with pytest.raises(InputError, match="do not fit 16 bits"):
+        load_image(Image.fromarray(np.array([[-1, 300]], np.int32)), "x")
+    with pytest.raises(InputError, match="do not fit 16 bits"):
+        load_image(Image.fromarray(np.array([[0, 70000]], np.int32)), "x")
+
+
 @pytest.mark.parametrize("shape", [(20, 50), (20, 50, 1), (20, 50, 3), (20, 50, 4)])
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "float64", "bool"])
 def test_numpy_shapes_and_dtypes(shape: tuple[int, ...], dtype: str) -> None:
@@ -137,6 +177,8 @@ def test_exif_orientation_applied() -> None:
 def bad_inputs(tmp_path: Path) -> dict[str, tuple[object, str]]:
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
     good = png_bytes(Image.fromarray(np.zeros((30, 30, 3), np.uint8) + 90))
     trunc = tmp_path / "trunc.png"
     trunc.write_bytes(good[: len(good) // 2])
@@ -144,6 +186,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[object, str]]:
         "missing file": (str(tmp_path / "missing.png"), "no such file"),
         "directory": (tmp_path, "directory"),
         "not an image": (str(text), "not an image"),
+        "0-byte file": (str(empty), "empty file (0 bytes)"),
+        "0 bytes": (b"", "empty image data (0 bytes)"),
         "garbage bytes": (b"\x00\x01garbage", "not an image"),
         "truncated png file": (str(trunc), "not a readable image"),
         "truncated png bytes": (good[: len(good) // 2], "not a readable image"),
@@ -156,6 +200,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[object, str]]:
         "NaN array": (np.full((4, 4), np.nan, np.float32), "NaN"),
         "0-255 float": (np.full((4, 4), 200.0), "divide by 255"),
         "NaN tensor": (torch.full((3, 4, 4), float("nan")), "NaN"),
+        "(3, 0, 0) tensor": (torch.zeros(3, 0, 0), "empty image (tensor of shape (3, 0, 0))"),
+        "(0, 5) tensor": (torch.zeros(0, 5, dtype=torch.uint8), "empty image (tensor of shape (0, 5))"),
         "5-D tensor": (torch.zeros(1, 1, 3, 4, 4), "shape"),
         "1-D tensor": (torch.zeros(5), "shape"),
         "HWC tensor": (torch.zeros(8, 8, 3), "permute"),
@@ -173,6 +219,24 @@ def test_bad_inputs_name_the_input(tmp_path: Path) -> None:
         assert str(e.value).startswith(f"input {case}: "), case
         assert reason in str(e.value), (case, str(e.value))
         assert e.value.name == f"input {case}"
+
+
+def test_error_message_names_index_and_path(tmp_path: Path) -> None:
+    empty = tmp_path / "x.png"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError) as e:
+        load_image(str(empty), str(empty), index=3)
+    assert str(e.value) == f"input 3 ({empty}): empty file (0 bytes)"
+    assert (e.value.name, e.value.index, e.value.reason) == (str(empty), 3, "empty file (0 bytes)")
+    with pytest.raises(InputError, match=r"^input 4 \(.*nope\.png\): no such file$"):
+        load_image(tmp_path / "nope.png", str(tmp_path / "nope.png"), index=4)
+    err = InputError("a.png", "bad")
+    assert str(err) == "a.png: bad"
+    err.index = 2  # what predict does once it knows the position: the message follows
+    assert str(err) == "input 2 (a.png): bad"
+    assert str(pickle.loads(pickle.dumps(err))) == "input 2 (a.png): bad"
+    assert str(InputError("input 2", "bad", 2)) == "input 2: bad"  # names that are the index are not repeated
+    assert str(InputError("input 2[1]", "bad", 2)) == "input 2[1]: bad"
 
 
 # ------------------------------------------------------------------------------------------------------ transform

@@ -2,7 +2,8 @@
 
 Standard protocol (default): lower-case, keep ``[0-9a-z]``, exact match; samples whose filtered label is empty are
 dropped. ``--protocol 94``: the 94 printable ASCII characters, case-sensitive. Prints one row per set and the
-sample-weighted total; writes every failure (set, path, label, prediction, confidence) to ``--failures``.
+sample-weighted total; with ``--failures FILE``, writes every failure (set, path, label, prediction, confidence) to
+FILE (no file is written without it).
 """
 
 from __future__ import annotations
@@ -23,23 +24,27 @@ def register(subparsers: Any) -> None:
         description="Evaluate a model on labelled sets (folders with labels.tsv, LMDBs, or folders of sets) with the "
         "standard STR protocol, through the same predictor (and preprocessing) as inference.",
     )
-    p.add_argument("--model", required=True, help="weights name, directory, .safetensors file or hf-hub:org/repo")
+    p.add_argument("--model", default=None, help="weights name, directory, .safetensors file or hf-hub:org/repo "
+                   "(default: the bundled default model)")
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="sets to evaluate")
     p.add_argument("--protocol", choices=("36", "94"), default="36",
                    help="36: case-insensitive alphanumerics (default); 94: printable ASCII, case-sensitive")
-    p.add_argument("--decoding", choices=("attention", "ctc"), default="attention")
+    p.add_argument("--decoding", choices=("attention", "ctc", "greedy"), default=None,
+                   help="default: the model's first method (attention for ViT recognizers, ctc for CTC-only models)")
     p.add_argument("--mode", choices=("autoregressive", "parallel"), default="autoregressive")
     p.add_argument("--refine-iters", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    p.add_argument("--max-samples", type=int, help="only the first N samples of each set")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="inference precision (default: the model's default on this device)")
+    p.add_argument("--max-samples", "--limit", dest="max_samples", type=int, metavar="N",
+                   help="only the first N samples of each set (--limit is the same option)")
     p.add_argument("--val-split", type=float, metavar="F",
                    help="evaluate only the validation samples that `train --val-split F --seed S` (and `data pack "
                    "--val-split F --seed S`) carve out of each set")
     p.add_argument("--seed", type=int, default=0, help="seed of --val-split (default: %(default)s)")
-    p.add_argument("--failures", default="failures.tsv",
-                   help="TSV of wrong/unreadable samples (default: %(default)s; 'none' to skip)")
+    p.add_argument("--failures", metavar="FILE",
+                   help="write every wrong or unreadable sample to this TSV file (default: no file)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep-aspect-ratio", action="store_true", help="resize without distortion and pad")
     p.add_argument("--local-files-only", action="store_true")
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, KeyError, ImportError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    failures = None if args.failures in ("", "none") else Path(args.failures)
+    failures = None if args.failures in (None, "", "none") else Path(args.failures)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     res = evaluate(
         rec, sets, protocol=args.protocol, decoding=args.decoding, mode=args.mode, refine_iters=args.refine_iters,

@@ -55,22 +55,23 @@ def model_rows(pattern: str = "*") -> list[dict[str, Any]]:
 
     import torch
 
-    from ..hub.manifest import load_manifest
-    from ..models.model import STRModel
-    from ..models.registry import get_config, list_models
+    from ..hub.manifest import default_model, load_manifest
+    from ..models.registry import create_model, list_models
 
     manifest = load_manifest()
+    default = default_model()
     rows = []
     for name, rec in sorted(manifest.items()):
         if fnmatch.fnmatch(name, pattern):
-            rows.append({"name": name, "architecture": rec.get("architecture"), "parameters": rec.get("num_parameters"),
+            rows.append({"name": name, "default": name == default, "architecture": rec.get("architecture"),
+                         "parameters": rec.get("num_parameters"),
                          "size_bytes": rec.get("size_bytes") or None, "status": rec.get("status"),
                          "where": _where(name, rec), "metrics": rec.get("metrics") or {}})
     for arch in list_models(pattern):
         if arch not in manifest:
             with torch.device("meta"):  # no memory, no initialization cost
-                n = STRModel(get_config(arch)).num_parameters()
-            rows.append({"name": arch, "architecture": arch, "parameters": n, "size_bytes": None,
+                n = create_model(arch).num_parameters()
+            rows.append({"name": arch, "default": False, "architecture": arch, "parameters": n, "size_bytes": None,
                          "status": "architecture only", "where": "no published weights (create_model() to train)",
                          "metrics": {}})
     return rows
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         size = f"{r['size_bytes'] / 2**20:.1f} MiB" if r["size_bytes"] else "-"
         params = f"{r['parameters'] / 1e6:.1f}M" if r["parameters"] else "-"
-        table.append((r["name"], params, size, r["where"], _metrics(r["metrics"])))
+        table.append((r["name"] + (" (default)" if r["default"] else ""), params, size, r["where"],
+                      _metrics(r["metrics"])))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])

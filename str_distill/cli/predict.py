@@ -2,7 +2,8 @@
 
 Output, one line per image on stdout, in input order: ``path<TAB>text<TAB>confidence`` (default), ``--tsv`` (the same
 with a header row and ``\\t``, ``\\n``, ``\\\\`` escaped) or ``--json`` (one object per line: path, text, confidence).
-An input that cannot be read gets an ``error: <path>: <reason>`` line on stderr and the others are still read.
+An input that cannot be read gets an ``error: input <i> (<path>): <reason>`` line on stderr (``<i>`` counts the
+image files read, from 0) and the others are still read.
 
 Exit status: 0 when every input was read, 1 when at least one failed, 2 for bad arguments or unloadable weights.
 """
@@ -36,15 +37,17 @@ def register(subparsers: Any) -> None:
         "read, 1 some inputs could not be read (see stderr), 2 bad arguments or weights that could not be loaded.",
     )
     p.add_argument("inputs", nargs="+", help="image files, globs, directories, or '-' (paths on stdin)")
-    p.add_argument("--model", default="siga-vit-s",
-                   help="weights name, directory, .safetensors file or hf-hub:org/repo[@rev] (default: %(default)s)")
+    p.add_argument("--model", default=None,
+                   help="weights name, directory, .safetensors file or hf-hub:org/repo[@rev] (default: the bundled "
+                   "default model, see `str-distill models`)")
     p.add_argument("--revision", help="revision of an hf-hub: model (a 40-hex commit is best)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="inference precision; float16 needs CUDA (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
-    p.add_argument("--decoding", default="attention", choices=("attention", "ctc"),
-                   help="attention decoder or CTC head (default: %(default)s)")
+    p.add_argument("--decoding", default=None, choices=("attention", "ctc", "greedy"),
+                   help="attention decoder or CTC head ('greedy' = 'ctc'; default: the model's first: attention "
+                   "for ViT recognizers, ctc for CTC-only models)")
     p.add_argument("--mode", default="autoregressive", choices=("autoregressive", "parallel"),
                    help="attention decoding mode (default: %(default)s)")
     p.add_argument("--refine-iters", type=int, default=1, help="refinement passes of --mode parallel (default: 1)")

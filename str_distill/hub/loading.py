@@ -24,9 +24,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
-from ..models.config import ModelConfig
-from ..models.model import STRModel
 from .manifest import NOT_TRAINED, PUBLISHED, bundled_dir, load_manifest, manifest_path
 from .serialization import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, model_from_state_dict, read_metadata, sha256_file
 
@@ -61,8 +60,8 @@ def load_model(
     revision: str | None = None,
     local_files_only: bool = False,
     cache_dir: str | Path | None = None,
-) -> STRModel:
-    """Load a recognizer in float32, in eval mode, on the CPU.
+) -> nn.Module:
+    """Load a recognizer (any family) in float32, in eval mode, on the CPU.
 
     Args:
         source: a manifest name (``"siga-vit-s"``), a local directory or file, or ``"hf-hub:org/repo[@revision]"``.
@@ -196,7 +195,7 @@ def _read_state(entry: Path, resolve: Callable[[str], Path]) -> dict[str, torch.
     return load_file(str(entry))
 
 
-def _load_record(name: str, record: dict[str, Any], paths: dict[str, Path]) -> STRModel:
+def _load_record(name: str, record: dict[str, Any], paths: dict[str, Path]) -> nn.Module:
     for f in record["files"]:
         _verify(name, f, paths[f["name"]])
     index = [n for n in paths if n.endswith(".index.json")]
@@ -208,10 +207,10 @@ def _load_record(name: str, record: dict[str, Any], paths: dict[str, Path]) -> S
         return paths[shard]
 
     state = _read_state(entry, resolve)
-    return model_from_state_dict(ModelConfig.from_dict(record["config"]), state, f"{name!r} ({entry})")
+    return model_from_state_dict(record["config"], state, f"{name!r} ({entry})")
 
 
-def _load_local(path: Path) -> STRModel:
+def _load_local(path: Path) -> nn.Module:
     if path.is_dir():
         if (path / CONFIG_NAME).is_file() and ((path / WEIGHTS_NAME).is_file() or (path / INDEX_NAME).is_file()):
             entry = path / INDEX_NAME if (path / INDEX_NAME).is_file() else path / WEIGHTS_NAME
@@ -229,7 +228,7 @@ def _load_local(path: Path) -> STRModel:
     return _from_file(path)
 
 
-def _from_file(path: Path) -> STRModel:
+def _from_file(path: Path) -> nn.Module:
     sibling = path.parent / CONFIG_NAME
     meta = {} if path.name.endswith(".index.json") else read_metadata(path)
     if "config" in meta:
@@ -245,10 +244,10 @@ def _from_file(path: Path) -> STRModel:
             f"{CONFIG_NAME}. Save with str_distill.hub.save_pretrained() or put the {CONFIG_NAME} next to it.{hint}"
         )
     state = _read_state(path, lambda shard: path.parent / shard)
-    return model_from_state_dict(ModelConfig.from_dict(cfg), state, str(path))
+    return model_from_state_dict(cfg, state, str(path))
 
 
-def _load_hf_repo(repo: str, revision: str | None, offline: bool, cache_dir: str | Path | None) -> STRModel:
+def _load_hf_repo(repo: str, revision: str | None, offline: bool, cache_dir: str | Path | None) -> nn.Module:
     """``config.json`` + ``model.safetensors`` (or index + shards) of a hub repo: cache first when pinned."""
     org, _, rest = repo.partition("/")
     if not org or not rest or "/" in rest:

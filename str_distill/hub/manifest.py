@@ -3,14 +3,16 @@
 Schema (``schema_version`` 1)::
 
     {"schema_version": 1,
+     "default": "<name>",                  # what Recognizer.from_pretrained() loads without a name
      "models": {
        "<name>": {                         # "arch" or "arch.tag", e.g. "siga-vit-s"
          "status": "published" | "not yet trained",
          "description": str,
          "architecture": str,              # a registered architecture (str_distill.list_models())
-         "config": {...},                  # the full ModelConfig.to_dict() the weights load into
-         "charset": str, "max_label_length": int, "input_size": [H, W],
-         "mean": [3 floats], "std": [3 floats], "interpolation": str,   # copies of config fields
+         "config": {...},                  # the full config.to_dict() of the family the weights load into
+         "charset": str,                   # copy of config["charset"]
+         "preprocessing": {...},           # copy of config.data_config(): height, width, resize, channel order,
+                                           # mean, std, interpolation, padding (see preprocess.resolve_data_config)
          "num_parameters": int,
          "dtype": "float32" | "float16" | "bfloat16" | null,             # of the stored tensors
          "files": [{"name": str, "sha256": 64 hex, "size": int}, ...],   # [] until trained
@@ -21,7 +23,10 @@ Schema (``schema_version`` 1)::
          },
          "license": str,
          "metrics": {"<benchmark>": {"accuracy": float, ...}, ...},      # measured, {} until trained
-         "created": str | null}}}
+         "created": str | null,
+         # optional: "source" (third-party weights: where the original came from, with its sha256),
+         # "attribution", "training" (how the weights were trained)
+       }}}
 
 ``files`` lists every file of the weights: either one ``*.safetensors`` or the shards plus their
 ``*.safetensors.index.json``; each file is checked against its sha256 on every load. On the Hugging Face hub the
@@ -41,7 +46,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..models.config import ModelConfig
+from ..models.registry import config_from_dict
 from .serialization import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, read_metadata, sha256_file
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "MANIFEST_NAME",
     "REQUIRED_FIELDS",
     "bundled_dir",
+    "default_model",
     "get_record",
     "load_manifest",
     "make_record",
@@ -62,8 +68,8 @@ SCHEMA_VERSION = 1
 PUBLISHED = "published"
 NOT_TRAINED = "not yet trained"
 REQUIRED_FIELDS = (
-    "status", "description", "architecture", "config", "charset", "max_label_length", "input_size", "mean", "std",
-    "interpolation", "num_parameters", "dtype", "files", "size_bytes", "sources", "license", "metrics",
+    "status", "description", "architecture", "config", "charset", "preprocessing", "num_parameters", "dtype",
+    "files", "size_bytes", "sources", "license", "metrics",
 )
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: Where bundled weight files live (``str_distill/weights/``); tests point it elsewhere.
@@ -104,6 +110,18 @@ def load_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     return data["models"]
 
 
+def default_model(path: str | Path | None = None) -> str:
+    """The name the manifest marks as ``default`` (what ``Recognizer.from_pretrained()`` loads without a name)."""
+    p = Path(path) if path is not None else manifest_path()
+    if p.is_file():
+        name = json.loads(p.read_text()).get("default")
+        if name:
+            return str(name)
+    from ..predictor import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
 def get_record(name: str, path: str | Path | None = None) -> dict[str, Any] | None:
     """The record for ``name``, or ``None`` when the manifest has none."""
     return load_manifest(path).get(name)
@@ -116,19 +134,22 @@ def validate_manifest(path: str | Path | None = None, check_files: bool = True) 
     sizes and revisions, and (``check_files``) that every bundled file exists with the listed sha256 and size.
     """
     problems: list[str] = []
-    for name, rec in load_manifest(path).items():
+    p = Path(path) if path is not None else manifest_path()
+    default = json.loads(p.read_text()).get("default") if p.is_file() else None
+    models = load_manifest(path)
+    if default is not None and (default not in models or models[default].get("status") != PUBLISHED):
+        problems.append(f"default model {default!r} is not a published record of the manifest")
+    for name, rec in models.items():
         missing = [f for f in REQUIRED_FIELDS if f not in rec]
         if missing:
             problems.append(f"{name}: missing fields {missing}")
             continue
         try:
-            cfg = ModelConfig.from_dict(rec["config"])
+            cfg = config_from_dict(rec["config"])
         except Exception as e:
             problems.append(f"{name}: config does not parse: {e}")
             continue
-        copies = {"architecture": cfg.arch, "charset": cfg.charset, "max_label_length": cfg.max_label_length,
-                  "input_size": list(cfg.img_size), "mean": list(cfg.mean), "std": list(cfg.std),
-                  "interpolation": cfg.interpolation}
+        copies = {"architecture": cfg.arch, "charset": cfg.charset, "preprocessing": cfg.data_config()}
         problems += [f"{name}: {k}={rec[k]!r} disagrees with config ({v!r})" for k, v in copies.items() if rec[k] != v]
         if rec["status"] not in (PUBLISHED, NOT_TRAINED):
             problems.append(f"{name}: unknown status {rec['status']!r}")
@@ -199,7 +220,7 @@ def make_record(
     Returns:
         The record (pass it to :func:`update_record`).
     """
-    from ..models.model import STRModel
+    from ..models.registry import build_model
 
     src = Path(source)
     cfg_path, files = _weight_files(src)
@@ -213,13 +234,13 @@ def make_record(
         if "config" not in meta:
             raise FileNotFoundError(f"{src}: no {CONFIG_NAME} next to the weights and no 'config' in their metadata")
         cfg_dict = json.loads(meta["config"])
-    cfg = ModelConfig.from_dict(cfg_dict)
+    cfg = config_from_dict(cfg_dict)
     if hf_revision is not None and not _HEX40.match(hf_revision):
         raise ValueError(f"hf_revision must be a full 40-hex commit hash, got {hf_revision!r}")
     import torch
 
     with torch.device("meta"):
-        n_params = STRModel(cfg).num_parameters()
+        n_params = build_model(cfg).num_parameters()
     dtypes = sorted({dt for f in files if f.suffix == ".safetensors" for dt in _float_dtypes(f)})
     entries = [{"name": f.name, "sha256": sha256_file(f), "size": f.stat().st_size} for f in files]
     bundled = None
@@ -238,11 +259,7 @@ def make_record(
         "architecture": cfg.arch,
         "config": cfg.to_dict(),
         "charset": cfg.charset,
-        "max_label_length": cfg.max_label_length,
-        "input_size": list(cfg.img_size),
-        "mean": list(cfg.mean),
-        "std": list(cfg.std),
-        "interpolation": cfg.interpolation,
+        "preprocessing": cfg.data_config(),
         "num_parameters": n_params,
         "dtype": dtypes[0] if len(dtypes) == 1 else None,
         "files": entries,
@@ -267,8 +284,10 @@ def _float_dtypes(path: Path) -> set[str]:
         return {names[dt] for k in f.keys() if (dt := str(f.get_slice(k).get_dtype())) in names}
 
 
-def update_record(name: str, record: dict[str, Any], path: str | Path | None = None) -> Path:
+def update_record(name: str, record: dict[str, Any], path: str | Path | None = None, default: bool = False) -> Path:
     """Insert or replace ``name``'s record in the manifest file (created if missing), keeping names sorted.
+
+    ``default=True`` also makes ``name`` the manifest's default model.
 
     Raises:
         ValueError: if the record lacks a required field.
@@ -279,6 +298,10 @@ def update_record(name: str, record: dict[str, Any], path: str | Path | None = N
     p = Path(path) if path is not None else manifest_path()
     models = load_manifest(p)
     models[name] = record
-    data = {"schema_version": SCHEMA_VERSION, "models": dict(sorted(models.items()))}
+    default = name if default else json.loads(p.read_text()).get("default") if p.is_file() else None
+    data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    if default:
+        data["default"] = default
+    data["models"] = dict(sorted(models.items()))
     p.write_text(json.dumps(data, indent=2) + "\n")
     return p

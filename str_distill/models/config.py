@@ -65,6 +65,12 @@ class ModelConfig:
         """Token grid ``(rows, columns)``."""
         return self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1]
 
+    def data_config(self) -> dict[str, Any]:
+        """The preprocessing the weights expect, as data (see :class:`str_distill.preprocess.Preprocessor`)."""
+        h, w = self.img_size
+        return {"height": h, "width": w, "resize": "stretch", "channel_order": "RGB", "mean": list(self.mean),
+                "std": list(self.std), "interpolation": self.interpolation}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("img_size", "patch_size", "mean", "std"):

@@ -27,13 +27,14 @@ class TrainOutput:
         memory: encoder tokens ``(B, N, D)``.
         taps: encoder block outputs that were asked for, each ``(B, N, D)``.
         ctc_logits: ``(B, F, num_classes)``.
-        ar, parallel, cloze: decoder outputs over ``L + 1`` positions, ``L`` the longest label in the batch.
+        ar, parallel, cloze: decoder outputs over ``L + 1`` positions, ``L`` the longest label in the batch
+            (``None`` for CTC-only models).
     """
 
     memory: torch.Tensor
     taps: list[torch.Tensor]
     ctc_logits: torch.Tensor
-    ar: DecoderOutput
+    ar: DecoderOutput | None
     parallel: DecoderOutput | None
     cloze: DecoderOutput | None
 
@@ -44,6 +45,11 @@ class STRModel(nn.Module):
     Args:
         config: the architecture; :attr:`tokenizer` is derived from its charset and max label length.
     """
+
+    decodings: tuple[str, ...] = ("attention", "ctc")
+    #: parameter-name prefixes of the parts that ``--freeze`` can hold fixed
+    parts: dict[str, tuple[str, ...]] = {"encoder": ("encoder.",), "ctc_head": ("ctc_head.",),
+                                         "decoder": ("decoder.",)}
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

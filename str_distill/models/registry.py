@@ -1,6 +1,10 @@
-"""Named model configurations (``siga-vit-t``, ``siga-vit-s``, ``siga-vit-b``) and :func:`list_models`.
+"""Named model configurations of every family and :func:`list_models`.
 
-Every configuration lives in the package, so a ``pip install`` is enough to rebuild any architecture.
+Two families: the ViT recognizers (``siga-vit-t/s/b``, :class:`ModelConfig` -> :class:`STRModel`) and the PP-OCR CTC
+recognizers (``ppocrv6-small``, :class:`PPOCRConfig` -> :class:`PPOCRRecognizer`). Each family has its own config
+class holding only its own fields; :func:`config_from_dict` picks the class from the ``arch`` field and
+:func:`build_model` the network from the config's class. Every configuration lives in the package, so a
+``pip install`` is enough to rebuild any architecture.
 """
 
 from __future__ import annotations
@@ -9,18 +13,32 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any
 
+from torch import nn
+
 from .config import ModelConfig
 from .model import STRModel
+from .ppocr import PPOCRConfig, PPOCRRecognizer
 
-__all__ = ["create_model", "get_config", "list_models", "register_model"]
+__all__ = [
+    "AnyConfig",
+    "build_model",
+    "config_from_dict",
+    "create_model",
+    "get_config",
+    "list_models",
+    "register_model",
+]
 
-_REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
+AnyConfig = ModelConfig | PPOCRConfig
+_REGISTRY: dict[str, Callable[[], Any]] = {}
+#: config class -> network class, one entry per family
+FAMILIES: dict[type, type[nn.Module]] = {ModelConfig: STRModel, PPOCRConfig: PPOCRRecognizer}
 
 
-def register_model(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
-    """Decorator: register a function returning the :class:`ModelConfig` of architecture ``name``."""
+def register_model(name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Decorator: register a function returning the config (of a class in :data:`FAMILIES`) of ``name``."""
 
-    def deco(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
+    def deco(fn: Callable[[], Any]) -> Callable[[], Any]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = fn
@@ -47,6 +65,12 @@ def _siga_vit_b() -> ModelConfig:
     return ModelConfig(arch="siga-vit-b", embed_dim=512, depth=12, num_heads=8, dec_dim=512, dec_heads=8)
 
 
+@register_model("ppocrv6-small")
+def _ppocrv6_small() -> PPOCRConfig:
+    """PP-OCRv6 small rec: PPLCNetV4-style backbone (96/192/384), LightSVTR neck (120), CTC over 18,710 classes."""
+    return PPOCRConfig()
+
+
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Registered architecture names matching a glob ``pattern``.
 
@@ -61,20 +85,44 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
-def get_config(name: str, **overrides: Any) -> ModelConfig:
-    """The :class:`ModelConfig` of a registered architecture, with fields overridden by keyword."""
+def get_config(name: str, **overrides: Any) -> Any:
+    """The config of a registered architecture (its family's class), with fields overridden by keyword."""
     arch = name.split(".")[0]
     if arch not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    cfg = _REGISTRY[arch]().to_dict()
+    base = _REGISTRY[arch]()
+    cfg = base.to_dict()
     unknown = sorted(set(overrides) - set(cfg))
     if unknown:
-        raise KeyError(f"unknown config fields {unknown}")
+        raise KeyError(f"unknown config fields {unknown} for {type(base).__name__}")
     cfg.update(overrides)
-    return ModelConfig.from_dict(cfg)
+    return type(base).from_dict(cfg)
 
 
-def create_model(name: str, **overrides: Any) -> STRModel:
-    """A randomly initialized :class:`STRModel` of a registered architecture (for training; use
+def config_from_dict(d: dict[str, Any]) -> Any:
+    """Rebuild a config from its dict (``config.json``): the family is the one ``d["arch"]`` is registered in.
+
+    A dict without ``arch`` or with an unregistered one is read as a ViT :class:`ModelConfig` (which then checks
+    its fields strictly).
+
+    Raises:
+        ValueError: on fields the family does not have.
+    """
+    if not isinstance(d, dict):
+        raise ValueError(f"a model config must be a JSON object, got {type(d).__name__}")
+    arch = str(d.get("arch", "")).split(".")[0]
+    cls = type(_REGISTRY[arch]()) if arch in _REGISTRY else ModelConfig
+    return cls.from_dict(d)
+
+
+def build_model(config: Any) -> Any:
+    """A randomly initialized network for ``config`` (:class:`STRModel` or :class:`PPOCRRecognizer`)."""
+    if type(config) not in FAMILIES:
+        raise TypeError(f"no model family for config type {type(config).__name__}")
+    return FAMILIES[type(config)](config)
+
+
+def create_model(name: str, **overrides: Any) -> Any:
+    """A randomly initialized network of a registered architecture (for training; use
     :meth:`str_distill.Recognizer.from_pretrained` for trained weights)."""
-    return STRModel(get_config(name, **overrides))
+    return build_model(get_config(name, **overrides))

@@ -110,7 +110,7 @@ def evaluate(
     recognizer: Any,
     sets: Sequence[tuple[str, Any]],
     protocol: Literal["36", "94"] = "36",
-    decoding: Literal["attention", "ctc"] = "attention",
+    decoding: Literal["attention", "ctc", "greedy"] | None = None,
     mode: Literal["autoregressive", "parallel"] = "autoregressive",
     refine_iters: int = 1,
     batch_size: int = 64,
@@ -124,7 +124,7 @@ def evaluate(
     Args:
         sets: ``(name, dataset)`` pairs; items are :class:`~str_distill.data.collate.RawSample`.
         protocol: ``"36"`` (lower-case ``[0-9a-z]``) or ``"94"`` (94 printable characters, case-sensitive).
-        decoding, mode, refine_iters: passed to ``Recognizer.predict``.
+        decoding, mode, refine_iters: passed to ``Recognizer.predict`` (``decoding=None``: the model's own).
         max_samples: score only the first ``n`` samples of each set (in stored order).
         failures: write ``set, path, label, prediction, confidence`` (TSV, with a header) for every wrong or
             unreadable sample to this path or open file.
@@ -133,6 +133,9 @@ def evaluate(
     Returns:
         Per-set scores and the total.
     """
+    from ..predictor import resolve_decoding
+
+    decoding = resolve_decoding(getattr(recognizer, "model", None), decoding)  # type: ignore[assignment]
     own = isinstance(failures, (str, Path))
     fh: IO[str] | None = open(failures, "w", encoding="utf-8") if own else failures  # type: ignore[arg-type]
     if fh is not None:

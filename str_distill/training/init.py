@@ -5,8 +5,11 @@ Sources: a registry/manifest name, a ``save_pretrained`` directory, a ``.safeten
 checkpoint (a directory with ``config.json`` + ``encoder.safetensors`` holding ``encoder.*`` keys, as written by
 ``str-distill pretrain``; or that ``encoder.safetensors`` file itself).
 
-When the charset differs, only the layers whose size depends on it are re-initialized: ``ctc_head.classifier``,
-``decoder.head`` and ``decoder.tok_emb``; every other tensor must match in shape, or a ``ValueError`` lists them.
+When the charset differs, only the layers whose size depends on it change. ViT recognizers re-initialize them
+(``ctc_head.classifier``, ``decoder.head``, ``decoder.tok_emb``). Models that declare ``charset_rows`` (the PP-OCR CTC
+family: its ``head``) keep the row of every character the two charsets share and the blank's, and initialize only
+the rows of new characters, which the message names. Every other tensor must match in shape, or a ``ValueError``
+lists them.
 """
 
 from __future__ import annotations
@@ -19,14 +22,49 @@ from torch import nn
 from ..models.model import STRModel
 from ..tokenizer import resolve_charset
 
-__all__ = ["CHARSET_LAYERS", "initialize_from", "is_encoder_checkpoint", "reinit_charset_layers"]
+__all__ = ["CHARSET_LAYERS", "initialize_from", "is_encoder_checkpoint", "reinit_charset_layers", "remap_rows"]
 
 CHARSET_LAYERS: tuple[str, ...] = ("ctc_head.classifier", "decoder.head", "decoder.tok_emb")
+
+
+def _charset_layers(model: nn.Module) -> tuple[str, ...]:
+    return tuple(getattr(model, "charset_rows", None) or CHARSET_LAYERS)
 ENCODER_FILE = "encoder.safetensors"
 
 
-def _is_charset_key(key: str) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in CHARSET_LAYERS)
+def _is_charset_key(key: str, layers: tuple[str, ...] = CHARSET_LAYERS) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in layers)
+
+
+@torch.no_grad()
+def remap_rows(model: nn.Module, src_state: dict[str, torch.Tensor], src_charset: str) -> tuple[int, str]:
+    """Fill ``model``'s ``charset_rows`` layers from a source with another charset, row by character.
+
+    Row 0 (the CTC blank) and the rows of characters in both charsets are copied; rows of new characters are
+    initialized (truncated normal, std 0.02, bias the mean of the source's character biases).
+
+    Returns:
+        ``(rows copied, the new characters)``.
+    """
+    old = {c: i + 1 for i, c in enumerate(resolve_charset(src_charset))}
+    new_chars = resolve_charset(model.config.charset)
+    rows = [0] + [old.get(c, -1) for c in new_chars]
+    fresh = "".join(c for c in new_chars if c not in old)
+    for name in model.charset_rows:
+        layer = model.get_submodule(name)
+        w_src = src_state[f"{name}.weight"]
+        b_src = src_state.get(f"{name}.bias")
+        nn.init.trunc_normal_(layer.weight, std=0.02)
+        for i, r in enumerate(rows):
+            if r >= 0:
+                layer.weight[i] = w_src[r].to(layer.weight.dtype)
+        if layer.bias is not None and b_src is not None:
+            fill = b_src[1:].float().mean() if b_src.numel() > 1 else 0.0
+            layer.bias.fill_(float(fill))
+            for i, r in enumerate(rows):
+                if r >= 0:
+                    layer.bias[i] = b_src[r].to(layer.bias.dtype)
+    return sum(r >= 0 for r in rows), fresh
 
 
 def _charset_desc(charset: str) -> str:
@@ -67,7 +105,7 @@ def reinit_charset_layers(model: STRModel) -> list[str]:
 
 
 @torch.no_grad()
-def initialize_from(model: STRModel, source: str | Path | STRModel) -> list[str]:
+def initialize_from(model: nn.Module, source: str | Path | nn.Module) -> list[str]:
     """Load ``source``'s weights into ``model`` (in place) and say what was done.
 
     Args:
@@ -81,10 +119,10 @@ def initialize_from(model: STRModel, source: str | Path | STRModel) -> list[str]
         ValueError: when non-charset tensors are missing or differ in shape (the architecture does not match),
             naming them.
     """
-    enc_file = None if isinstance(source, STRModel) else is_encoder_checkpoint(source)
+    enc_file = None if isinstance(source, nn.Module) else is_encoder_checkpoint(source)
     if enc_file is not None:
-        return _load_encoder(model, enc_file)
-    if isinstance(source, STRModel):
+        return _load_encoder(model, enc_file)  # type: ignore[arg-type]
+    if isinstance(source, nn.Module):
         src, where = source, f"model {source.config.arch!r}"
     else:
         from ..hub.loading import load_model
@@ -92,11 +130,15 @@ def initialize_from(model: STRModel, source: str | Path | STRModel) -> list[str]
         src, where = load_model(source), repr(str(source))
     state = src.state_dict()
     same_charset = resolve_charset(src.config.charset) == resolve_charset(model.config.charset)
+    if type(src.config) is not type(model.config):
+        raise ValueError(f"cannot initialize {model.config.arch!r} from {where} ({src.config.arch!r}): they belong "
+                         f"to different model families")
+    layers = _charset_layers(model)
     target = model.state_dict()
     mismatched, missing = [], []
     copied = 0
     for key, value in target.items():
-        if _is_charset_key(key) and not same_charset:
+        if _is_charset_key(key, layers) and not same_charset:
             continue
         if key not in state:
             missing.append(key)
@@ -116,7 +158,15 @@ def initialize_from(model: STRModel, source: str | Path | STRModel) -> list[str]
     msgs = [f"initialized from {where} ({src.config.arch}): {copied} of {len(target)} tensors copied"]
     if unused:
         msgs.append(f"ignored {len(unused)} tensors of the source not in this model: {unused[:6]}")
-    if not same_charset:
+    if not same_charset and getattr(model, "charset_rows", None):
+        kept, fresh = remap_rows(model, state, src.config.charset)
+        msgs.append(
+            f"charset differs (source {_charset_desc(src.config.charset)}, model "
+            f"{_charset_desc(model.config.charset)}): {', '.join(layers)} keeps {kept} rows (blank + shared "
+            f"characters); " + (f"{len(fresh)} new characters start untrained: {fresh!r}" if fresh else
+                                "no new characters")
+        )
+    elif not same_charset:
         names = reinit_charset_layers(model)
         msgs.append(
             f"charset differs (source {_charset_desc(src.config.charset)}, model "

@@ -60,6 +60,11 @@ class LossWeights:
             raise ValueError("all recognition loss weights are 0")
         return w
 
+    @classmethod
+    def ctc_only(cls) -> LossWeights:
+        """CTC alone (for models without an attention decoder)."""
+        return cls(ar=0.0, parallel=0.0, cloze=0.0, ctc=1.0)
+
     @property
     def passes(self) -> tuple[str, ...]:
         """Decoder passes ``forward_train`` must run (``"ar"`` always runs)."""
@@ -162,7 +167,23 @@ class RecognitionLoss:
             terms["ctc"] = loss.detach()
             total = total + w.ctc * loss
         with torch.no_grad():
-            pred = out.ar.logits.argmax(-1)
-            ok = ((pred == tgt) | (tgt == pad)).all(1)
+            if out.ar is not None:
+                pred = out.ar.logits.argmax(-1)
+                ok = ((pred == tgt) | (tgt == pad)).all(1)
+            else:  # CTC-only models: greedy CTC reading against the label
+                ok = ctc_greedy_matches(out.ctc_logits, ctc_targets, ctc_lengths)
             terms["train_acc"] = ok.float().mean()
         return total, terms
+
+
+def ctc_greedy_matches(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: whether greedy CTC decoding of ``logits`` ``(B, T, C)`` equals each target sequence."""
+    ids = logits.argmax(-1)
+    keep = ids != 0
+    keep[:, 1:] &= ids[:, 1:] != ids[:, :-1]
+    out = []
+    for i in range(ids.shape[0]):
+        seq = ids[i][keep[i]]
+        n = int(lengths[i])
+        out.append(seq.numel() == n and bool((seq == targets[i, :n]).all()))
+    return torch.tensor(out, device=logits.device)

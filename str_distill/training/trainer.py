@@ -36,7 +36,7 @@ from .losses import LossWeights, RecognitionLoss
 from .objectives import Objective, check_objective, encoder_layers_needed, view_for
 from .schedule import LRSchedule, param_groups
 
-__all__ = ["TrainConfig", "Trainer", "benchmark", "resolve_device"]
+__all__ = ["TrainConfig", "Trainer", "benchmark", "cpu_has_native_bf16", "freeze_parts", "resolve_device"]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -54,7 +54,8 @@ class TrainConfig:
         label_smoothing: for the decoder cross-entropies.
         loss_weights: weights of the ar / parallel / cloze / CTC terms.
         ema: EMA decay (0 = off); validation and the final weights then use the EMA weights.
-        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"bf16"`` or ``"fp32"``.
+        precision: ``"auto"`` (bf16 autocast on CUDA, and on CPUs with native bfloat16 kernels such as AVX512-BF16
+            or AMX; fp32 on other CPUs), ``"bf16"`` or ``"fp32"``.
         compile: ``torch.compile`` the teacher-forced forward (fixed-length targets keep shapes static).
         gpu_augment: apply :class:`~str_distill.data.augment.GpuAugment` on the device.
         reuse: train on each data batch for this many consecutive steps; repeats always get a fresh GPU
@@ -65,6 +66,11 @@ class TrainConfig:
         save_dtype: dtype of the final weights; max_shard_mb: shard them into files of at most this size.
         progress: ``"auto"`` (a bar on a terminal, log lines otherwise), ``"bar"``, ``"log"``, ``"none"``.
         seed: seeds torch (initialization is done by the caller; this seeds dropout and GPU augmentation).
+        freeze: parts of the model held fixed (names from the model's ``parts``: ``backbone``, ``neck``,
+            ``head`` for PP-OCR models; ``encoder``, ``ctc_head``, ``decoder`` for ViT recognizers).
+        freeze_bn: keep BatchNorm layers in eval mode (running statistics fixed) while training.
+        keep_best: also export the weights of the best validation so far to ``best/`` (early stopping keeps them).
+        patience: stop after this many validations without a better score (0 = never stop early).
     """
 
     batch_size: int = 256
@@ -95,6 +101,10 @@ class TrainConfig:
     max_shard_mb: float | None = None
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     seed: int = 0
+    freeze: tuple[str, ...] = ()
+    freeze_bn: bool = False
+    keep_best: bool = False
+    patience: int = 0
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -105,6 +115,9 @@ class TrainConfig:
             raise ValueError(f"minutes must be > 0, got {self.minutes}")
         if self.reuse < 1:
             raise ValueError(f"reuse must be >= 1, got {self.reuse}")
+        self.freeze = tuple(self.freeze)
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.save_dtype not in DTYPES:
@@ -115,6 +128,34 @@ class TrainConfig:
         d = asdict(self)
         d["loss_weights"] = self.loss_weights.to_dict()
         return d
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix kernels natively (AVX512-BF16 / AMX), where bf16 autocast is faster."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def freeze_parts(model: torch.nn.Module, parts: Sequence[str]) -> list[str]:
+    """Set ``requires_grad=False`` on the named parts of ``model`` (its ``parts`` mapping); returns the
+    frozen parameter names.
+
+    Raises:
+        ValueError: for a part the model does not have (the message lists the ones it has).
+    """
+    table: dict[str, tuple[str, ...]] = getattr(model, "parts", {})
+    unknown = [p for p in parts if p not in table]
+    if unknown:
+        raise ValueError(f"cannot freeze {unknown}: {type(model).__name__} has parts {sorted(table)}")
+    prefixes = tuple(pre for p in parts for pre in table[p])
+    frozen = []
+    for name, param in model.named_parameters():
+        if prefixes and name.startswith(prefixes):
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -167,6 +208,10 @@ class Trainer:
         self.val_sets = list(val_sets)
         self.log = log or (lambda msg: print(msg, flush=True))
         self.run_info = run_info or {}
+        if "attention" not in getattr(model, "decodings", ("attention",)) and (
+                c.loss_weights.ar or c.loss_weights.parallel or c.loss_weights.cloze):
+            c.loss_weights = LossWeights.ctc_only()  # no decoder: CTC alone, and no decoder passes are run
+        self.frozen = freeze_parts(model, c.freeze)
         self.loss = RecognitionLoss(model.tokenizer, c.loss_weights, c.label_smoothing)
         self.layers = encoder_layers_needed(self.objectives)
         modules: list[torch.nn.Module] = [self.model]
@@ -180,7 +225,11 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, **kw)
         self.schedule = LRSchedule(c.schedule, c.warmup, c.min_lr_ratio)
         self.ema = ModelEMA(self.model, c.ema) if c.ema > 0 else None
-        self.amp = c.precision == "bf16" or (c.precision == "auto" and self.device.type == "cuda")
+        self.amp = c.precision == "bf16" or (c.precision == "auto" and (self.device.type == "cuda"
+                                                                         or cpu_has_native_bf16()))
+        self.channels_last = bool(getattr(model, "channels_last", False)) and self.device.type == "cpu"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         from ..preprocess import Preprocessor
 
         self.preprocessor = Preprocessor(model.config)  # normalizes uint8 batches on the device
@@ -201,6 +250,17 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.metrics_path = self.out / "metrics.jsonl"
         self._last_save_time = 0.0
+        self._stale = 0  # validations since the best one (early stopping)
+        self.stopped_early = False
+        self._train_mode()
+
+    def _train_mode(self) -> None:
+        """Training mode, with BatchNorm held in eval mode under ``freeze_bn``."""
+        self.model.train()
+        if self.config.freeze_bn:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     # ------------------------------------------------------------------------------------------------ state
     @property
@@ -270,6 +330,8 @@ class Trainer:
             images = self.preprocessor.normalize(images)
         if self.gpu_augment is not None and (c.gpu_augment or repeat):
             images = self.gpu_augment(images, self.step)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         targets, ctc_t, ctc_l = self.loss.targets(
             batch.labels, dev, fixed_length=c.compile, precomputed=(batch.targets, batch.ctc_targets, batch.ctc_lengths)
         )
@@ -379,6 +441,11 @@ class Trainer:
                 if not last and c.val_every and self.step % c.val_every == 0 and self.val_sets:
                     self.validate()
                     t_window = time.perf_counter() - (now - t_window)
+                    if self.stopped_early:
+                        self.log(f"early stop at step {self.step}: no better validation in {c.patience} checks; "
+                                 f"the best (step {self.best['step'] if self.best else '?'}) is in best/")
+                        self._record({"type": "event", "event": "early_stop", "step": self.step})
+                        break
                 if not last and (
                     (c.save_every and self.step % c.save_every == 0)
                     or (c.save_minutes and self.elapsed - self._last_save_time >= c.save_minutes * 60)
@@ -440,6 +507,8 @@ class Trainer:
                            max_samples=c.val_max_samples)
         finally:
             model.train(was_training)
+            if was_training and model is self.model:
+                self._train_mode()
         for s in res.sets:
             self._record({"type": "val", "step": self.step, **s.to_dict()})
         tot = res.total
@@ -447,6 +516,13 @@ class Trainer:
             self._record({"type": "val", "step": self.step, "set": "total", **tot.to_dict()})
         if self.best is None or tot.accuracy > self.best["accuracy"]:
             self.best = {"step": self.step, "accuracy": tot.accuracy, "one_minus_ned": tot.one_minus_ned}
+            self._stale = 0
+            if c.keep_best:
+                self.export(self.out / "best")
+        else:
+            self._stale += 1
+            if c.patience and self._stale >= c.patience:
+                self.stopped_early = True
         self.log(f"validation at step {self.step}:\n{res.table()}")
         return res
 

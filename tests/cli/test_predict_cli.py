@@ -80,9 +80,9 @@ def test_unreadable_files_reported_others_still_read(photos: Path, tiny_model_di
     captured = capsys.readouterr()
     assert [Path(x.split("\t")[0]).name for x in lines(captured.out)] == ["a.jpg", "b.png"]
     err = lines(captured.err)
-    assert err[0] == f"error: {photos / 'missing.png'}: no such file"
-    assert err[1].startswith(f"error: {photos / 'broken.png'}: ")
-    assert err[2].startswith(f"error: {photos / 'notes.txt'}: not an image")
+    assert err[0] == f"error: input 1 ({photos / 'missing.png'}): no such file"
+    assert err[1].startswith(f"error: input 2 ({photos / 'broken.png'}): ")
+    assert err[2].startswith(f"error: input 3 ({photos / 'notes.txt'}): not an image")
 
 
 def test_empty_directory_and_unmatched_glob(tmp_path: Path, tiny_model_dir: Path,
@@ -102,7 +102,7 @@ def test_options(photos: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixtu
 
 def test_model_that_cannot_load(photos: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture,
                                 no_network: list[str]) -> None:
-    assert run_cli(["predict", str(photos), "--local-files-only"]) == 2  # default model: siga-vit-s, untrained
+    assert run_cli(["predict", str(photos), "--local-files-only", "--model", "siga-vit-s"]) == 2  # untrained
     err = capsys.readouterr().err
     assert "cannot load model 'siga-vit-s'" in err and "not yet trained" in err
     assert run_cli(["predict", str(photos), "--model", str(tiny_model_dir), "--device", "cpu",

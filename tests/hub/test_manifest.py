@@ -17,7 +17,7 @@ import torch
 from str_distill.hub import manifest
 from str_distill.hub.manifest import REQUIRED_FIELDS, load_manifest, make_record, update_record, validate_manifest
 from str_distill.hub.serialization import save_pretrained
-from str_distill.models import ModelConfig, STRModel
+from str_distill.models import STRModel, build_model, config_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 TOP_MANIFEST = REPO / "weights_manifest.json"
@@ -28,9 +28,12 @@ def test_shipped_manifest_is_valid() -> None:
     assert data["schema_version"] == 1 and data["models"]
     for name, rec in data["models"].items():
         assert set(REQUIRED_FIELDS) <= set(rec), name
-        cfg = ModelConfig.from_dict(rec["config"])
+        cfg = config_from_dict(rec["config"])
         with torch.device("meta"):
-            assert STRModel(cfg).num_parameters() == rec["num_parameters"], name
+            assert build_model(cfg).num_parameters() == rec["num_parameters"], name
+        assert rec["preprocessing"] == cfg.data_config(), name
+        if rec["status"] == "published" and rec["license"] != "Apache-2.0" or rec.get("source"):
+            assert rec.get("attribution") and rec["source"].get("sha256"), f"{name}: third-party weights need both"
     assert validate_manifest(TOP_MANIFEST) == []  # includes: every bundled file exists with its sha256 and size
 
 
@@ -59,7 +62,7 @@ def test_make_record_hashes_and_sizes(tmp_path: Path, tiny_model: STRModel) -> N
         assert f["sha256"] == hashlib.sha256(data).hexdigest() and f["size"] == len(data)
     assert rec["size_bytes"] == sum(f["size"] for f in rec["files"])
     assert rec["dtype"] == "float16" and rec["num_parameters"] == tiny_model.num_parameters()
-    assert rec["config"] == tiny_model.config.to_dict() and rec["input_size"] == [32, 128]
+    assert rec["config"] == tiny_model.config.to_dict() and rec["preprocessing"]["width"] == 128
     assert rec["sources"] == {"bundled": None, "hf_hub": {"repo_id": "org/tiny", "revision": "a" * 40,
                                                           "published": True}}
     with pytest.raises(ValueError, match="40-hex"):

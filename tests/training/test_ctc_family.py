@@ -1,0 +1,173 @@
+"""Training the CTC family (PP-OCR) on a CPU: CTC-only loss, exact resume, teacher distillation that never enters
+the saved student, freezing, charset changes that keep the shared rows, and the fine-tuning CLI's defaults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import render_word
+from PIL import Image
+from safetensors.torch import load_file
+
+from str_distill.data import MixedBatchStream, SampleProcessor, build_sources, parse_specs
+from str_distill.hub.serialization import save_pretrained
+from str_distill.models import create_model
+from str_distill.preprocess import Preprocessor
+from str_distill.training import TrainConfig, Trainer
+from str_distill.training.distill import CTCDistillation
+from str_distill.training.init import initialize_from
+
+WORDS = ["hello", "world", "cat", "dog", "train", "text", "apple", "stop"]
+TINY = dict(stem_channels=[8, 4], channels=[16, 24, 32], depths=[2, 2, 2], se_blocks=[[0], [1], [0]], neck_dim=16,
+            neck_heads=2, neck_depth=1, charset="36", max_label_length=40, min_width=64, max_width=256)
+
+
+def tiny(seed: int = 0, **kw: object):
+    torch.manual_seed(seed)
+    return create_model("ppocrv6-small", **{**TINY, **kw})
+
+
+def make_words(root: Path) -> Path:
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, w in enumerate(WORDS):
+        Image.fromarray(render_word(w, size=(32, 100), seed=i)).save(root / "images" / f"{i}.png")
+        lines.append(f"images/{i}.png\t{w}")
+    (root / "labels.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def stream(model, root: Path, batch_size: int):
+    sources, _ = build_sources(parse_specs([str(root)]), model.tokenizer.charset, model.tokenizer.max_length)
+    pre = Preprocessor(model.config, fixed_width=64)
+    proc = SampleProcessor(model.tokenizer, pre)
+    return lambda start: MixedBatchStream(sources, proc, batch_size, seed=0, start=start)
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(log_every=1, val_every=0, save_every=0, save_minutes=0, progress="none", weight_decay=0.0,
+                precision="fp32")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_ctc_only_loss_falls(tmp_path: Path) -> None:
+    root = make_words(tmp_path / "w")
+    model = tiny().train()
+    trainer = Trainer(model, config(batch_size=8, lr=3e-3, steps=40, warmup=0.1), stream(model, root, 8),
+                      tmp_path / "run", device="cpu", log=lambda m: None)
+    assert trainer.config.loss_weights.passes == ("ar",) and trainer.config.loss_weights.ar == 0  # CTC only
+    trainer.fit()
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in recs if r["type"] == "train"]
+    assert "ar" not in recs[1] and "ctc" in recs[1]
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5])
+
+
+def _run(tmp_path: Path, name: str, resume: bool = False, stop_at: int | None = None) -> list[float]:
+    root = tmp_path / "w"
+    if not root.exists():
+        make_words(root)
+    model = tiny().train()
+    teacher = tiny(seed=1)
+    make = stream(model, root, 4)
+
+    def data(start: int):
+        s = make(start)
+        if stop_at is not None:
+            s.num_batches = stop_at - start
+        return s
+
+    obj = CTCDistillation(teacher, model.tokenizer.charset, weight=0.5)
+    trainer = Trainer(model, config(batch_size=4, lr=1e-3, steps=6, ema=0.9), data, tmp_path / name,
+                      objectives=[obj], device="cpu", log=lambda m: None)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    recs = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in recs if r["type"] == "train"]
+
+
+def test_resume_is_exact_and_the_teacher_is_not_saved(tmp_path: Path) -> None:
+    full = _run(tmp_path, "full")
+    _run(tmp_path, "cut", stop_at=3)
+    resumed = _run(tmp_path, "cut", resume=True)
+    assert resumed == full
+    keys = load_file(str(tmp_path / "full" / "final" / "model.safetensors")).keys()
+    assert not any(k.startswith("teacher") for k in keys)
+    assert set(keys) == set(tiny().state_dict())
+
+
+def test_distillation_pulls_towards_the_teacher_and_leaves_it_untouched() -> None:
+    teacher, student = tiny(seed=1), tiny(seed=2)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    obj = CTCDistillation(teacher, student.tokenizer.charset, temperature=1.0)
+    x = torch.randn(4, 3, 48, 64)
+    opt = torch.optim.Adam(student.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, logs = obj(student.forward_train(x), x, ["a"] * 4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.3 * losses[0]
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_teacher_frames_are_resampled_and_charsets_paired() -> None:
+    teacher = tiny(seed=1, charset="94")  # another charset: only shared characters take part
+    student = tiny(seed=2)
+    obj = CTCDistillation(teacher, student.tokenizer.charset)
+    assert len(obj.s_idx) == 37  # blank + 36 characters, all in the teacher's 94
+    x = torch.randn(2, 3, 48, 128)
+    out = student.forward_train(x[..., :64])  # 8 student frames against 16 teacher frames
+    loss, _ = obj(out, x, ["a", "b"])
+    assert torch.isfinite(loss) and loss.requires_grad
+
+
+def test_freeze_keeps_the_backbone_fixed(tmp_path: Path) -> None:
+    root = make_words(tmp_path / "w")
+    model = tiny().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, config(batch_size=4, lr=1e-2, steps=3, freeze=("backbone",), freeze_bn=True),
+                      stream(model, root, 4), tmp_path / "run", device="cpu", log=lambda m: None)
+    trainer.fit()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after if k.startswith(("stem.", "stages.")))
+    assert all(torch.equal(before[k], after[k]) for k in after if "running_" in k)  # BN statistics fixed
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    with pytest.raises(ValueError, match="has parts"):
+        Trainer(tiny(), config(batch_size=4, steps=1, freeze=("encoder",)), stream(model, root, 4),
+                tmp_path / "r2", device="cpu", log=lambda m: None)
+
+
+def test_charset_change_keeps_shared_rows_and_names_new_characters() -> None:
+    src = tiny(seed=3)  # charset "36"
+    model = create_model("ppocrv6-small", **{**TINY, "charset": "0123abc#"})
+    msgs = initialize_from(model, src)
+    assert any("new characters" in m and "'#'" in m for m in msgs), msgs
+    old = {c: i + 1 for i, c in enumerate(src.tokenizer.charset)}
+    for i, c in enumerate(model.tokenizer.charset):
+        if c in old:
+            assert torch.equal(model.head.weight[i + 1], src.head.weight[old[c]])
+    assert torch.equal(model.head.weight[0], src.head.weight[0])
+
+
+def test_cli_fine_tunes_with_defaults_and_reports_before_and_after(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    from str_distill.cli import main
+
+    root = make_words(tmp_path / "w")
+    save_pretrained(tiny(), tmp_path / "init")
+    rc = main(["train", "--init", str(tmp_path / "init"), "--data", str(root), "--val-split", "0.25",
+               "--teacher", "init", "--workers", "0", "--progress", "none", "--steps", "3",
+               "-o", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "teacher distillation" in out and "batch 32" in out
+    assert "validation word accuracy: before" in out
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
