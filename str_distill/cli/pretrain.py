@@ -20,6 +20,21 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _momentum(text: str) -> float:
+    """``--momentum`` value: a float in ``[0, 1]`` or ``paper`` (CCD's 0.9995)."""
+    from ..training.ccd.pretrain import PAPER_MOMENTUM
+
+    if text == "paper":
+        return PAPER_MOMENTUM
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'paper', got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"momentum must lie in [0, 1], got {value}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "pretrain",
@@ -51,7 +66,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--minutes", type=float, help="training time (budget); the first budget reached ends the run")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, help="peak learning rate (default 5e-4 * batch_size / 256)")
-    p.add_argument("--momentum", type=float, default=0.996, help="teacher EMA momentum at the start (cosine to 1)")
+    p.add_argument(
+        "--momentum",
+        type=_momentum,
+        default=0.996,
+        help="teacher EMA momentum at the start, cosine to 1 (default 0.996; 'paper' = CCD's 0.9995)",
+    )
+    p.add_argument(
+        "--freeze-last-layer",
+        type=float,
+        default=0.01,
+        metavar="FRACTION",
+        help="fraction of the budget during which the DINO head's prototype layer is not updated (default 0.01, "
+        "CCD's first 1M of ~95M images; 0 = never)",
+    )
     p.add_argument("--seg-warmup", type=float, default=0.5, help="fraction of the budget using k-means regions")
     p.add_argument(
         "--min-seg-iou",
@@ -86,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         momentum=args.momentum,
+        freeze_last_layer=args.freeze_last_layer,
         seg_warmup=args.seg_warmup,
         amp=not args.no_amp,
         seed=args.seed,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from str_distill.models import ModelConfig, STRModel, get_config
 from str_distill.training.ccd import (
     CCD,
     CCDConfig,
+    ViewConfig,
     affine_to_theta,
     character_regions,
     dino_loss,
@@ -26,9 +28,10 @@ from str_distill.training.ccd import (
     make_views,
     paired_regions,
     pool_regions,
+    random_affine,
     warp,
 )
-from str_distill.training.ccd.model import cosine
+from str_distill.training.ccd.model import cosine, mean_cosine, target_entropies
 from str_distill.training.ccd.pretrain import PretrainConfig, load_heads, pretrain
 
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "dec_dim": 32, "dec_heads": 2, "dec_depth": 1, "dropout": 0.0,
@@ -170,6 +173,22 @@ def test_views_keep_view1_aligned_and_return_the_warp():
     assert 0 < int(moved.sum()) < 8  # affine with probability 0.7
 
 
+def test_view2_scales_the_two_axes_independently():
+    """As CCD's ``iaa.Affine(scale={"x": (0.6, 1.1), "y": (0.6, 1.1)})``: the aspect ratio of the glyphs changes."""
+    torch.manual_seed(0)
+    cfg = ViewConfig(affine_p=1.0, rotate=0.0, shear_x=0.0, shear_y=0.0, translate=0.0)
+    theta = random_affine(4000, (32, 128), cfg)
+    assert theta[:, 0, 1].abs().max() < 1e-6 and theta[:, 1, 0].abs().max() < 1e-6 and theta[:, :, 2].abs().max() < 1e-6
+    sx, sy = 1 / theta[:, 0, 0], 1 / theta[:, 1, 1]  # theta holds the inverse map: diag(1 / sx, 1 / sy)
+    for s in (sx, sy):
+        assert 0.6 - 1e-5 <= float(s.min()) < 0.62 and 1.08 < float(s.max()) <= 1.1 + 1e-5
+    assert abs(float(torch.corrcoef(torch.stack([sx, sy]))[0, 1])) < 0.05  # drawn independently
+    aspect = sx / sy
+    assert float(aspect.min()) < 0.6 and float(aspect.max()) > 1.7  # up to 0.6 / 1.1 and 1.1 / 0.6
+    iso = random_affine(500, (32, 128), replace(cfg, isotropic_scale=True))
+    torch.testing.assert_close(iso[:, 0, 0], iso[:, 1, 1])
+
+
 def test_pool_regions_is_the_coverage_weighted_token_mean():
     tokens = torch.arange(8 * 16, dtype=torch.float32).view(1, 128, 1)
     region = torch.zeros(1, 1, 32, 128, dtype=torch.bool)
@@ -224,32 +243,156 @@ def _word_batch(n: int = 8) -> torch.Tensor:
     return torch.cat(imgs)
 
 
-def test_a_few_ccd_steps_decrease_the_loss():
-    ccd = _tiny_ccd()
-    images = _word_batch()
-    opt = torch.optim.AdamW(ccd.student.parameters(), lr=2e-3)
+CCD_HEAD = {"hidden_dim": 2048, "bottleneck_dim": 256, "out_dim": 1024}  # CCD's head widths, fewer prototypes
 
-    def fixed_loss() -> tuple[float, float]:
+
+def _random_words(n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` rendered random words, ink and paper colours drawn at random, polarity alternating."""
+    rng = np.random.default_rng(seed)
+    chars = list("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ0123456789")
+    imgs = []
+    for i in range(n):
+        word = "".join(rng.choice(chars, int(rng.integers(2, 6))))
+        ink, paper = (tuple(int(v) for v in rng.integers(lo, hi, 3)) for lo, hi in ((0, 90), (165, 256)))
+        imgs.append(_tensor(_word(word, *((ink, paper) if i % 2 else (paper, ink)))))
+    return torch.cat(imgs)
+
+
+def _train_and_probe(ccd: CCD, steps: int, lr: float, momentum: float) -> tuple[dict, dict]:
+    """Train ``steps`` steps on 4 batches of 8 random words in turn; log a held-out probe batch (the 8 words of
+    :func:`_word_batch`, fixed views, centre restored) before and after."""
+    train = _random_words(32).split(8)
+    probe_images = _word_batch()
+    opt = torch.optim.AdamW(ccd.student.parameters(), lr=lr)
+
+    def probe() -> dict[str, float]:
         center, rng = ccd.center.clone(), torch.random.get_rng_state()
         torch.manual_seed(123)
         with torch.no_grad():
-            _, logs = ccd(images)
+            _, logs = ccd(probe_images)
         ccd.center.copy_(center)
         torch.random.set_rng_state(rng)
-        return logs["distill"], logs["seg"]
+        return logs
 
     ccd.train()
-    d0, s0 = fixed_loss()
-    for _ in range(12):
-        loss, logs = ccd(images)
+    before = probe()
+    for step in range(steps):
+        loss, logs = ccd(train[step % len(train)])
         assert logs["pairs"] > 2  # text-like images give several paired character regions each
         opt.zero_grad()
         loss.backward()
         opt.step()
-        ccd.update_teacher(0.9)
-    d1, s1 = fixed_loss()
-    assert s1 < 0.8 * s0, (s0, s1)
-    assert d1 < d0, (d0, d1)
+        ccd.update_teacher(momentum)
+    return before, probe()
+
+
+def _collapse_signs(before: dict, after: dict, out_dim: int) -> list[str]:
+    """What the collapse watch shows, as in the log: targets near uniform or getting flatter, fewer prototypes in
+    use, region features alike."""
+    log_p, signs = math.log(out_dim), []
+    if after["teacher_entropy"] > 0.9 * log_p:
+        signs.append("uniform targets")
+    if after["teacher_entropy"] > before["teacher_entropy"] + 0.25:
+        signs.append("targets flatten")
+    if after["teacher_batch_entropy"] < before["teacher_batch_entropy"] - 0.5:
+        signs.append("fewer prototypes")
+    if max(after["feature_cosine"], after["teacher_feature_cosine"]) > 0.6:
+        signs.append("alike features")
+    return signs
+
+
+def test_a_few_ccd_steps_learn_without_collapse():
+    """CCD's head widths and temperatures, our default momentum 0.996: both losses fall on held-out words and the
+    collapse watch stays clean. Measured (seed 0; seeds 1-3 alike): distill 7.32 -> 6.90, seg 0.63 -> 0.47, teacher
+    entropy 5.76 -> 5.87 and mean-target entropy 6.67 -> 6.63 (log 1024 = 6.93), region cosine 0.02 -> 0.22
+    (student) and 0.02 -> 0.02 (teacher)."""
+    ccd = _tiny_ccd(**CCD_HEAD)
+    before, after = _train_and_probe(ccd, steps=20, lr=5e-4, momentum=0.996)
+    assert after["seg"] < 0.85 * before["seg"], (before["seg"], after["seg"])
+    assert after["distill"] < before["distill"] - 0.2, (before["distill"], after["distill"])
+    assert _collapse_signs(before, after, CCD_HEAD["out_dim"]) == [], (before, after)
+    assert after["teacher_feature_cosine"] < 0.2 and after["feature_cosine"] < 0.6, after
+
+
+@pytest.mark.parametrize(
+    "head,lr,steps",
+    [(TINY_CCD, 2e-3, 12), (CCD_HEAD, 5e-4, 30)],
+    ids=["toy-head", "ccd-head"],
+)
+def test_collapse_watch_flags_a_fast_teacher(head, lr, steps):
+    """Momentum 0.9 (the teacher averages ~10 steps): the distillation loss falls fast *because* the run collapses,
+    so the loss alone cannot tell; the watch does. Measured (seed 0): toy head, 12 steps: distill 7.50 -> 2.28,
+    region cosine 0.01 -> 0.99 (student) / 0.98 (teacher), teacher entropy 0.85 -> 2.04 of log 64 = 4.16,
+    mean-target entropy 2.89 -> 2.18; CCD head, 30 steps: distill 7.32 -> 4.03, region cosine 0.02 -> 0.99 / 0.97,
+    mean-target entropy 6.67 -> 3.86 of 6.93."""
+    ccd = _tiny_ccd(**head)
+    before, after = _train_and_probe(ccd, steps=steps, lr=lr, momentum=0.9)
+    assert after["distill"] < before["distill"] - 1.0, (before["distill"], after["distill"])
+    signs = _collapse_signs(before, after, ccd.cfg.out_dim)
+    assert "alike features" in signs and "fewer prototypes" in signs, (signs, before, after)
+
+
+def test_toy_head_output_is_too_small_for_adam():
+    """Why the toy head collapses even under a slow teacher: its MLP (32 -> 64 -> 64 -> 16, weights of std 0.02)
+    outputs vectors of norm ~1e-3, while AdamW moves the last bias by about ``lr`` per step whatever the gradient,
+    so after a few steps of lr 2e-3 the normalized bottleneck features of all regions point along that bias. CCD's
+    widths (2048 -> 2048 -> 256) give outputs ~100x larger; its lr is also 5e-4 x batch / 256, with a warm-up."""
+    images = _word_batch()
+    regions, _, pairs = paired_regions(kmeans_text_mask(images), torch.eye(2, 3).expand(8, 2, 3))
+    norms = {}
+    for name, head in (("toy", TINY_CCD), ("ccd", CCD_HEAD)):
+        ccd = _tiny_ccd(**head)
+        with torch.no_grad():
+            feats = pool_regions(ccd.student.encoder(ccd.normalize(images)), regions, ccd.config.grid_size)[pairs]
+            norms[name] = float(ccd.student.dino_head.mlp(feats).norm(dim=-1).mean())
+    assert norms["toy"] < 0.01 < 12 * 2e-3, norms  # measured 0.0012: 12 Adam steps of lr 2e-3 move the bias further
+    assert norms["ccd"] > 50 * norms["toy"], norms  # measured 0.18
+    ccd = _tiny_ccd(**TINY_CCD)
+    _, after = _train_and_probe(ccd, steps=12, lr=2e-3, momentum=0.996)  # a slow teacher does not save it
+    assert after["feature_cosine"] > 0.9, after  # measured 0.98 (teacher 0.49 and rising)
+
+
+def test_collapse_watch_formulas():
+    p = 16
+    uniform = torch.zeros(4, p)
+    one = torch.full((4, p), -100.0)
+    one[:, 3] = 100.0
+    spread = torch.full((4, p), -100.0)
+    spread[torch.arange(4), torch.arange(4)] = 100.0
+    zero = torch.zeros(1, p)
+    assert target_entropies(uniform, zero, 0.04) == pytest.approx((math.log(p), math.log(p)), abs=1e-5)
+    assert target_entropies(one, zero, 0.04) == pytest.approx((0.0, 0.0), abs=1e-5)  # one prototype for all
+    assert target_entropies(spread, zero, 0.04) == pytest.approx((0.0, math.log(4)), abs=1e-5)  # sharp, spread
+    # the centre is subtracted before sharpening: centring the one-prototype logits flattens nothing here
+    assert target_entropies(one, one[:1], 0.04)[0] == pytest.approx(math.log(p), abs=1e-5)
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(7, 5), dim=-1)
+    sims = z @ z.T
+    assert mean_cosine(z) == pytest.approx(float((sims.sum() - 7) / 42), abs=1e-6)
+    assert mean_cosine(z[:1].expand(5, -1)) == pytest.approx(1.0, abs=1e-6)
+    assert mean_cosine(torch.eye(5)) == pytest.approx(0.0, abs=1e-7)
+    assert math.isnan(mean_cosine(z[:1]))
+
+
+def test_last_layer_freeze_keeps_the_prototypes():
+    ccd = _tiny_ccd()
+    images = _word_batch(4)
+    opt = torch.optim.AdamW(ccd.student.parameters(), lr=1e-2, weight_decay=0.04)
+    head = ccd.student.dino_head
+    before = [p.detach().clone() for p in (head.prototypes, head.gain, head.mlp[0].weight)]
+    for freeze in (True, False):
+        loss, _ = ccd(images)
+        opt.zero_grad()
+        loss.backward()
+        assert head.prototypes.grad is not None and head.gain.grad is not None
+        if freeze:
+            ccd.freeze_last_layer()
+            assert head.prototypes.grad is None and head.gain.grad is None
+        opt.step()
+        if freeze:  # frozen: untouched by the step and by weight decay; the rest of the head moved
+            assert torch.equal(head.prototypes, before[0]) and torch.equal(head.gain, before[1])
+            assert not torch.equal(head.mlp[0].weight, before[2])
+    assert not torch.equal(head.prototypes, before[0]) and not torch.equal(head.gain, before[1])
 
 
 def test_predicted_mask_is_used_after_warmup_only_when_it_agrees_with_kmeans():
@@ -312,6 +455,35 @@ def test_pretrain_checkpoint_loads_into_a_recognizer_encoder_and_resumes(tmp_pat
         pretrain([], tmp_path, cfg, resume=True, device="cpu", batches=_batches())
 
 
+def test_pretrain_logs_the_collapse_watch_draws_curves_and_freezes_the_last_layer(tmp_path):
+    from PIL import Image as PILImage
+
+    cfg = PretrainConfig(model="siga-vit-t", model_overrides=dict(TINY), steps=4, batch_size=4, log_every=1,
+                         ccd=CCDConfig(**TINY_CCD), freeze_last_layer=0.5, seed=1)  # fmt: skip
+    pretrain([], tmp_path / "half", cfg, device="cpu", batches=_batches())
+    records = [json.loads(line) for line in (tmp_path / "half" / "log.jsonl").read_text().splitlines()]
+    assert [r["last_layer_frozen"] for r in records] == [True, True, False, False]  # progress 0, 0.25 < 0.5
+    log_p = math.log(TINY_CCD["out_dim"])
+    for r in records:
+        assert 0 < r["teacher_entropy"] <= log_p + 1e-4 and 0 < r["teacher_batch_entropy"] <= log_p + 1e-4
+        assert r["teacher_batch_entropy"] >= r["teacher_entropy"] - 1e-4  # entropy of a mean >= mean entropy
+        assert -1 <= r["feature_cosine"] <= 1 and -1 <= r["teacher_feature_cosine"] <= 1
+    curves = PILImage.open(tmp_path / "half" / "curves.png").convert("RGB")
+    assert curves.size == (1000, 1020) and len(curves.getcolors(1 << 16) or []) > 8  # drawn, not blank
+
+    torch.manual_seed(cfg.seed)  # the initial weights pretrain() builds
+    init = CCD(get_config("siga-vit-t", **TINY), cfg.ccd).student.dino_head
+    cfg.freeze_last_layer = 1.0  # the whole run frozen: the prototype layer keeps its initial weights
+    pretrain([], tmp_path / "all", cfg, device="cpu", batches=_batches())
+    for name in ("half", "all"):
+        state = torch.load(tmp_path / name / "ccd_state.pt", weights_only=True)["model"]
+        same = [torch.equal(state[f"student.dino_head.{k}"], getattr(init, k)) for k in ("prototypes", "gain")]
+        assert same == ([True, True] if name == "all" else [False, False]), name
+        assert not torch.equal(state["student.dino_head.mlp.0.weight"], init.mlp[0].weight)  # the rest trains
+    # the teacher averages the unchanged student with itself: equal up to the rounding of the EMA
+    torch.testing.assert_close(state["teacher.dino_head.prototypes"], init.prototypes, rtol=0, atol=1e-6)
+
+
 def test_pretrain_command_reads_unlabeled_folders(tmp_path, capsys):
     from str_distill.cli.pretrain import register
 
@@ -329,12 +501,21 @@ def test_pretrain_command_reads_unlabeled_folders(tmp_path, capsys):
     register(parser.add_subparsers())
     out = tmp_path / "out"
     argv = ["pretrain", "--data", f"{tmp_path / 'plain'}:2", str(labelled), "--model", "siga-vit-t", "--steps", "2",
-            "--batch-size", "4", "--out", str(out), "--workers", "0", "--out-dim", "64", "--device", "cpu"]  # fmt: skip
+            "--batch-size", "4", "--out", str(out), "--workers", "0", "--out-dim", "64", "--device", "cpu",
+            "--momentum", "paper", "--freeze-last-layer", "0.5"]  # fmt: skip
     argv += [f"--model-arg={k}={v}" for k, v in TINY.items()]
     args = parser.parse_args(argv)
     assert args.func(args) == 0
     assert "pretrained 2 steps" in capsys.readouterr().out
     assert (out / "encoder.safetensors").stat().st_size > 0 and (out / "ccd_state.pt").is_file()
+    assert (out / "curves.png").is_file()
+    run_cfg = json.loads((out / "pretrain_config.json").read_text())
+    assert run_cfg["momentum"] == 0.9995 and run_cfg["freeze_last_layer"] == 0.5  # CCD's momentum start
+    last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])  # step 2 of 2, at progress 0.5
+    assert last["momentum"] == pytest.approx(cosine(0.5, 0.9995, 1.0)) and last["last_layer_frozen"] is False
+    for bad in ("1.5", "fast"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["pretrain", "--data", "x", "--steps", "1", "--out", "o", "--momentum", bad])
     args = parser.parse_args(["pretrain", "--data", str(tmp_path / "missing"), "--steps", "1", "--out", str(out)])
     assert args.func(args) == 2
     assert "missing" in capsys.readouterr().err

@@ -107,9 +107,12 @@ def test_unspellable_characters_are_named():
 def test_layer_pairing_follows_the_method():
     assert proportional_layers(12) == (3, 6, 9)
     assert proportional_layers(4) == (1, 2, 3)
-    assert reversed_text_layers(12, 3) == ((1, 2, 3), (9, 6, 3))
+    # CLIP-OCR: decoder layers 1-3 of 4 <-> text blocks 9/6/3; the last one (the classifier input) is left out
     assert reversed_text_layers(12, 4) == ((1, 2, 3), (9, 6, 3))
-    assert reversed_text_layers(4, 2) == ((1, 2), (3, 2))
+    assert reversed_text_layers(12, 3) == ((1, 2), (8, 4))  # the same proportions for our 3-layer decoders
+    assert reversed_text_layers(12, 1) == ((1,), (6,))  # a one-layer decoder keeps its only layer
+    assert reversed_text_layers(12, 3, skip_last=False) == ((1, 2, 3), (9, 6, 3))
+    assert reversed_text_layers(4, 2, skip_last=False) == ((1, 2), (3, 2))
     assert clip_image_size((32, 128), 16) == (32, 128)
     assert clip_image_size((32, 128), 14) == (28, 126)
     with pytest.raises(ValueError):
@@ -265,14 +268,14 @@ def test_objective_shapes_and_gradients():
     keys_before = set(model.state_dict())
     obj = CLIPDistillObjective(model, teacher)
     assert obj.name == "clip" and obj.encoder_layers == (1, 2, 3)
-    assert obj.decoder_layers == (1, 2, 3) and obj.text_layers == (3, 2, 1)
+    assert obj.decoder_layers == (1, 2) and obj.text_layers == (3, 2)  # all but the last of 3 decoder layers
     assert obj.clip_grid == (2, 8)
     assert obj.heads.vis_mix[0].shape == (17, 8 * 16)
     images, targets = _batch(model)
     out = model.forward_train(images, targets, passes=("ar",), return_layers=obj.encoder_layers)
     feats = obj.teacher_features(images, LABELS)
     assert [f.shape for f in feats.visual] == [(8, 17, 128)] * 3
-    assert [f.shape for f in feats.text] == [(8, 6, 128)] * 3  # longest label 5 -> 5 chars + EOT
+    assert [f.shape for f in feats.text] == [(8, 6, 128)] * 2  # longest label 5 -> 5 chars + EOT
     assert feats.embedding.shape == (8, 32)
     loss, logs = obj(out, images, LABELS)
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -319,29 +322,156 @@ def test_text_targets_align_with_characters_and_ignore_padding():
     torch.testing.assert_close(alone.text[0][0, 0], taps[0][0, 1], rtol=0, atol=1e-6)
 
 
-def test_loss_falls_on_a_small_batch():
+def _word_images(model, labels=LABELS) -> torch.Tensor:
+    """Rendered words (dark on light), normalized with the recognizer's mean/std."""
+    from conftest import render_word
+
+    imgs = torch.stack([torch.from_numpy(render_word(w or " ", size=(32, 128), seed=i)) for i, w in enumerate(labels)])
+    x = imgs.permute(0, 3, 1, 2).float() / 255
+    mean, std = torch.tensor(model.config.mean).view(1, 3, 1, 1), torch.tensor(model.config.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def test_distillation_trains_the_student_and_leaves_the_teacher_bit_identical():
+    """The distillation loss alone (no recognition loss): it falls, its gradients reach the recognizer's encoder and
+    the distilled decoder layers (not the last one), the student moves and the frozen teacher does not change."""
     torch.manual_seed(0)
-    model = tiny_student()
-    obj = CLIPDistillObjective(model, tiny_clip())
-    params = list(model.parameters()) + list(obj.modules().parameters())
-    opt = torch.optim.Adam(params, lr=1e-3)
-    images, targets = _batch(model)
+    model = tiny_student().train()
+    teacher = tiny_clip()
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student_before = {k: v.clone() for k, v in model.state_dict().items()}
+    obj = CLIPDistillObjective(model, teacher)
+    opt = torch.optim.Adam(list(model.parameters()) + list(obj.modules().parameters()), lr=1e-3)
+    images, targets = _word_images(model), model.tokenizer.encode(LABELS)
     losses = []
-    for _ in range(15):
+    for step in range(25):
         out = model.forward_train(images, targets, passes=("ar",), return_layers=obj.encoder_layers)
         loss, _ = obj(out, images, LABELS)
         opt.zero_grad()
         loss.backward()
+        if step == 0:
+            grads = {n: p.grad for n, p in model.named_parameters()}
+            reached = [
+                "encoder.patch_embed.weight",  # every encoder block: the word branch reads the final tokens
+                "encoder.blocks.0.attn.qkv.weight",
+                "encoder.blocks.3.mlp.3.weight",
+                "decoder.pos_queries",
+                "decoder.layers.0.cross_attn.q.weight",  # the distilled decoder layers 1 and 2 ...
+                "decoder.layers.1.mlp.0.weight",
+                "decoder.norm.weight",  # ... read through the decoder's final LayerNorm
+            ]
+            for name in reached:
+                assert grads[name] is not None and float(grads[name].abs().sum()) > 0, name
+            # the last decoder layer feeds the classifier and is not distilled (CLIP-OCR): no gradient reaches it
+            last = [n for n in grads if n.startswith("decoder.layers.2.") or n.startswith("decoder.head.")]
+            assert last and all(grads[n] is None for n in last), last
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.6 * losses[0], losses
+    after = model.state_dict()
+    for name in ("encoder.blocks.0.attn.qkv.weight", "decoder.layers.0.mlp.0.weight", "decoder.norm.weight"):
+        moved = float((after[name] - student_before[name]).norm() / student_before[name].norm())
+        assert moved > 1e-3, (name, moved)
+    assert torch.equal(after["decoder.layers.2.mlp.0.weight"], student_before["decoder.layers.2.mlp.0.weight"])
+    # the teacher: bit-identical, still frozen and in eval mode, never given a gradient
+    assert teacher_before.keys() == teacher.state_dict().keys()
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+    assert not teacher.training and all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+
+
+def test_decoder_pairs_match_clip_ocr_and_read_the_final_norm():
+    """CLIP-OCR's 4-layer decoder: layers 1/2/3 meet text blocks 9/6/3 through the decoder's final LayerNorm."""
+    model = tiny_student(dec_depth=4)
+    teacher = tiny_clip(text_layers=12)
+    obj = CLIPDistillObjective(model, teacher)
+    assert (obj.decoder_layers, obj.text_layers) == ((1, 2, 3), (9, 6, 3))
+    assert obj.decoder_norm is model.decoder.norm  # shared with the classifier, not a copy
+    raw = CLIPDistillObjective(model, teacher, decoder_norm=False)
+    raw.heads.load_state_dict(obj.heads.state_dict())
+    images, targets = _batch(model)
+    with torch.no_grad():
+        out = model.forward_train(images, targets, passes=("ar",), return_layers=obj.encoder_layers)
+        base, raw_base = obj(out, images, LABELS)[1]["text"], raw(out, images, LABELS)[1]["text"]
+        assert base != pytest.approx(raw_base, rel=1e-4)
+        model.decoder.norm.weight.mul_(torch.linspace(0.2, 3.0, model.config.dec_dim))  # what the classifier sees
+        assert obj(out, images, LABELS)[1]["text"] != pytest.approx(base, rel=1e-4)
+        assert raw(out, images, LABELS)[1]["text"] == pytest.approx(raw_base, rel=1e-6)
+    every = CLIPDistillObjective(tiny_student(dec_depth=4), teacher, decoder_layers="all")
+    assert every.decoder_layers == (1, 2, 3, 4)
+    with pytest.raises(ValueError, match="all-but-last"):
+        CLIPDistillObjective(model, teacher, decoder_layers="last")
+
+
+def test_fixed_length_targets_give_the_same_loss():
+    """`--compile` pads the decoder targets to max_length + 2: the objective must give the loss of the short ones."""
+    from str_distill.training.losses import RecognitionLoss
+
+    model = tiny_student()
+    obj = CLIPDistillObjective(model, tiny_clip())
+    loss_fn = RecognitionLoss(model.tokenizer)
+    short = loss_fn.targets(LABELS, "cpu")[0]
+    padded = loss_fn.targets(LABELS, "cpu", fixed_length=True)[0]
+    assert padded.shape[1] == model.config.max_label_length + 2 > short.shape[1] == 7
+    images = _word_images(model)
+    with torch.no_grad():
+        outs = [
+            model.forward_train(images, t, passes=("ar",), return_layers=obj.encoder_layers) for t in (short, padded)
+        ]
+        assert outs[1].ar.hidden[0].shape[1] == 26  # what raised "decoder has 26 positions but ... needs 6"
+        (a, logs_a), (b, logs_b) = obj(outs[0], images, LABELS), obj(outs[1], images, LABELS)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert logs_b["text"] == pytest.approx(logs_a["text"], rel=1e-5)
+    cut = outs[0]
+    cut.ar.hidden = [h[:, :5] for h in cut.ar.hidden]  # fewer positions than the longest label needs: refused
+    with pytest.raises(ValueError, match="positions"):
+        obj(cut, images, LABELS)
+
+
+def test_trainer_with_compile_and_clip_distillation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`str-distill train --distill clip --compile`: the trainer's compiled forward with fixed-length targets.
+
+    Inductor needs a minute to compile even this tiny model on a CPU, so ``torch.compile`` runs with the ``eager``
+    backend here: TorchDynamo still traces the forward, and the targets are padded exactly as with ``--compile``.
+    """
+    from test_trainer import make_words, quiet_config, stream_factory
+
+    from str_distill.training import Trainer
+
+    real_compile = torch.compile
+    compiled = []
+
+    def eager_compile(fn, *args, **kwargs):
+        compiled.append(fn)
+        return real_compile(fn, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    positions: list[int] = []
+
+    class Recording(CLIPDistillObjective):
+        def __call__(self, out, images, labels):
+            positions.append(out.ar.hidden[0].shape[1])
+            return super().__call__(out, images, labels)
+
+    torch.manual_seed(0)
+    model = tiny_student().train()
+    obj = Recording(model, tiny_clip())
+    data = stream_factory(model, make_words(tmp_path / "words"), 4)
+    cfg = quiet_config(batch_size=4, lr=1e-3, steps=3, compile=True)
+    trainer = Trainer(model, cfg, data, tmp_path / "run", objectives=[obj], device="cpu", log=lambda m: None)
+    logs = [trainer.train_step(batch) for batch, _ in zip(data(0), range(3))]
+    assert compiled and positions == [26, 26, 26]  # padded to max_length + 1 decoder positions, every step
+    for step in logs:
+        assert torch.isfinite(step["loss"]) and float(step["clip/text"]) > 0
 
 
 def test_build_objective_from_args(tmp_path: Path):
     file = _save(tiny_clip().state_dict(), tmp_path / "clip.safetensors")
     obj = build_objective(tiny_student(), argparse.Namespace(clip_weights=str(file), clip_arch=None))
     assert isinstance(obj, CLIPDistillObjective) and obj.teacher.config.vocab_size == 514
-    assert "activation quick_gelu" in obj.describe() and "CLIP text blocks (3, 2, 1)" in obj.describe()
+    assert "activation quick_gelu" in obj.describe() and "CLIP text blocks (3, 2)" in obj.describe()
+    assert "decoder layers (1, 2) (through the decoder's final norm)" in obj.describe()
+    every = build_objective(tiny_student(), argparse.Namespace(clip_weights=str(file), clip_decoder_layers="all"))
+    assert every.decoder_layers == (1, 2, 3) and every.text_layers == (3, 2, 1)
     with pytest.raises(ValueError, match="--clip-weights"):
         build_objective(tiny_student(), argparse.Namespace(clip_weights=None))
     with pytest.raises(ValueError, match="cannot spell"):
@@ -363,7 +493,7 @@ def test_padding_positions_do_not_change_the_loss():
         for h in out.ar.hidden:
             h[pad] += 100.0
         torch.testing.assert_close(obj(out, images, LABELS)[0], base)
-        out.ar.hidden[0][~pad] += 1.0  # a real position does count
+        out.ar.hidden[0][~pad] += torch.linspace(-1.0, 1.0, out.ar.hidden[0].shape[-1])  # a real position counts
         assert not torch.allclose(obj(out, images, LABELS)[0], base)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .heads import DINOHead, SegHead
 from .masks import kmeans_text_mask
-from .model import CCD, CCDConfig, CCDNet, dino_loss
+from .model import CCD, CCDConfig, CCDNet, dino_loss, mean_cosine, target_entropies
 from .regions import character_regions, label_components, paired_regions, pool_regions, warp, warp_regions
 from .views import ViewConfig, affine_to_theta, make_views, photometric, random_affine
 
@@ -27,10 +27,12 @@ __all__ = [
     "kmeans_text_mask",
     "label_components",
     "make_views",
+    "mean_cosine",
     "paired_regions",
     "photometric",
     "pool_regions",
     "random_affine",
+    "target_entropies",
     "warp",
     "warp_regions",
 ]

@@ -73,9 +73,21 @@ class DINOHead(nn.Module):
         self.prototypes = nn.Parameter(torch.randn(out_dim, bottleneck_dim) * bottleneck_dim**-0.5)
         self.gain = None if norm_last_layer else nn.Parameter(torch.ones(out_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(M, in_dim)`` -> logits ``(M, out_dim)``."""
+    def last_layer(self) -> list[nn.Parameter]:
+        """The parameters of the prototype layer (what CCD keeps frozen at the start of training)."""
+        return [self.prototypes] if self.gain is None else [self.prototypes, self.gain]
+
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """``(M, in_dim)`` -> L2-normalized bottleneck features ``(M, bottleneck_dim)``."""
+        return F.normalize(self.mlp(x), dim=-1)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Bottleneck features ``(M, bottleneck_dim)`` -> prototype logits ``(M, out_dim)``."""
         w = F.normalize(self.prototypes, dim=1)
         if self.gain is not None:
             w = w * self.gain[:, None]
-        return F.linear(F.normalize(self.mlp(x), dim=-1), w)
+        return F.linear(z, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(M, in_dim)`` -> logits ``(M, out_dim)``."""
+        return self.logits(self.bottleneck(x))

@@ -18,7 +18,7 @@ from .masks import kmeans_text_mask
 from .regions import paired_regions, pool_regions, warp
 from .views import ViewConfig, make_views
 
-__all__ = ["CCD", "CCDConfig", "CCDNet", "cosine", "dino_loss", "seg_layers_for"]
+__all__ = ["CCD", "CCDConfig", "CCDNet", "cosine", "dino_loss", "mean_cosine", "seg_layers_for", "target_entropies"]
 
 
 @dataclass
@@ -93,6 +93,32 @@ def dino_loss(
     return -(t * F.log_softmax(student.float() / s_temp, dim=-1)).sum(-1).mean()
 
 
+def target_entropies(teacher: torch.Tensor, center: torch.Tensor, t_temp: float) -> tuple[float, float]:
+    """Entropies (nats) of the teacher targets ``softmax((teacher - center) / t_temp)`` of ``(M, P)`` logits.
+
+    Returns:
+        ``(mean entropy of each row, entropy of the mean row)``. Both lie in ``[0, log P]``. A row entropy near
+        ``log P`` means uniform targets (collapse to uniform); a mean-row entropy near 0 means every region picks
+        the same prototype (collapse to one prototype). Healthy targets are sharp rows (row entropy well below
+        ``log P``) spread over many prototypes (mean-row entropy well above the row entropy).
+    """
+    t = F.softmax((teacher.float() - center) / t_temp, dim=-1)
+    return torch.special.entr(t).sum(-1).mean().item(), torch.special.entr(t.mean(0)).sum().item()
+
+
+def mean_cosine(z: torch.Tensor) -> float:
+    """Mean cosine similarity between the distinct rows of L2-normalized features ``(M, d)`` (NaN if ``M < 2``).
+
+    Uses ``sum_{i != j} z_i . z_j = |sum_i z_i|^2 - M``, so it costs ``O(M d)``. Near 1: every region has the
+    same feature (collapse); near 0: unrelated features.
+    """
+    m = z.shape[0]
+    if m < 2:
+        return float("nan")
+    total = z.float().sum(0)
+    return ((total @ total - m) / (m * (m - 1))).item()
+
+
 class CCDNet(nn.Module):
     """One CCD network (the student, or its EMA copy the teacher): ViT encoder + segmentation head + DINO head.
 
@@ -142,6 +168,15 @@ class CCD(nn.Module):
         for pt, ps in zip(self.teacher.parameters(), self.student.parameters()):
             pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
 
+    def freeze_last_layer(self) -> None:
+        """Drop the gradients of the student's prototype layer (call between ``backward`` and the optimizer step).
+
+        CCD (after DINO) keeps this layer fixed at the start of training; with ``grad=None`` AdamW skips it entirely,
+        weight decay included.
+        """
+        for p in self.student.dino_head.last_layer():
+            p.grad = None
+
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
         """``center <- m * center + (1 - m) * mean(teacher_logits)`` with ``m = center_momentum``; ``(M, P)``."""
@@ -162,7 +197,11 @@ class CCD(nn.Module):
                 instead of the k-means mask, if it agrees with it (IoU >= ``cfg.min_seg_iou``).
 
         Returns:
-            total loss (distillation + seg_weight * segmentation) and float logs.
+            total loss (distillation + seg_weight * segmentation) and float logs: ``loss``, ``distill``, ``seg``,
+            ``pairs`` and ``regions`` per image, ``seg_iou``, ``predicted_mask``, and the collapse watch (NaN when the
+            batch has no pair): ``teacher_entropy`` and ``teacher_batch_entropy`` (:func:`target_entropies` of the
+            teacher's targets), ``feature_cosine`` and ``teacher_feature_cosine`` (:func:`mean_cosine` of the
+            student's / teacher's bottleneck features of the view-1 regions).
         """
         cfg, b = self.cfg, images.shape[0]
         grid = self.config.grid_size
@@ -189,21 +228,25 @@ class CCD(nn.Module):
         seg_loss = seg_loss / weight.sum()
         f1, f2 = pool_regions(tokens[:b], r1, grid), pool_regions(tokens[b:], r2, grid)
         with torch.no_grad():
-            t_out = self.teacher.dino_head(torch.cat([tf1[pairs], tf2[pairs]]))
+            t_z = self.teacher.dino_head.bottleneck(torch.cat([tf1[pairs], tf2[pairs]]))
+            t_out = self.teacher.dino_head.logits(t_z)
         n = int(pairs.sum())
+        nan = float("nan")
+        entropy, batch_entropy, t_cos, s_cos = nan, nan, nan, nan
         if n:
-            s_out = self.student.dino_head(torch.cat([f1[pairs], f2[pairs]]))
+            s_z = self.student.dino_head.bottleneck(torch.cat([f1[pairs], f2[pairs]]))
+            s_out = self.student.dino_head.logits(s_z)
             t1, t2, s1, s2 = t_out[:n], t_out[n:], s_out[:n], s_out[n:]
             distill = 0.5 * (
                 dino_loss(t1, s2, self.center, cfg.teacher_temp, cfg.student_temp)
                 + dino_loss(t2, s1, self.center, cfg.teacher_temp, cfg.student_temp)
             )
-            with torch.no_grad():  # collapse watch: entropy of the teacher targets (0 = one prototype, log P = uniform)
-                t = F.softmax((t_out.float() - self.center) / cfg.teacher_temp, dim=-1)
-                entropy = -(t * t.clamp(min=1e-12).log()).sum(-1).mean().item()
+            with torch.no_grad():  # collapse watch (see target_entropies, mean_cosine)
+                entropy, batch_entropy = target_entropies(t_out, self.center, cfg.teacher_temp)
+                t_cos, s_cos = mean_cosine(t_z[:n]), mean_cosine(s_z[:n].detach())
             self.update_center(t_out)
         else:
-            distill, entropy = tokens.sum() * 0.0, float("nan")
+            distill = tokens.sum() * 0.0
         loss = distill + cfg.seg_weight * seg_loss
         logs = {
             "loss": loss.item(),
@@ -214,6 +257,9 @@ class CCD(nn.Module):
             "seg_iou": iou,
             "predicted_mask": float(use_pred),
             "teacher_entropy": entropy,
+            "teacher_batch_entropy": batch_entropy,
+            "teacher_feature_cosine": t_cos,
+            "feature_cosine": s_cos,
         }
         return loss, logs
 

@@ -7,7 +7,9 @@ Outputs in ``OUT``:
 * ``ccd_heads.safetensors``: the teacher's segmentation and DINO heads (for ``str-distill visualize``);
 * ``ccd_state.pt``: student, teacher, center, optimizer and counters, for ``--resume`` (tensors and plain types
   only, read back with ``torch.load(weights_only=True)``);
-* ``log.jsonl``: one JSON object per logged step.
+* ``log.jsonl``: one JSON object per logged step, including the collapse watch (``teacher_entropy``,
+  ``teacher_batch_entropy``, ``feature_cosine``, ``teacher_feature_cosine``, see :class:`~.model.CCD`);
+* ``curves.png``: losses, the collapse watch and the mask quality against the step (redrawn at every checkpoint).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from ...models.registry import get_config
 from .model import CCD, CCDConfig, cosine
 
 __all__ = [
+    "CURVES_FILE",
     "ENCODER_FILE",
     "HEADS_FILE",
     "STATE_FILE",
     "ImageFiles",
+    "PAPER_MOMENTUM",
     "PretrainConfig",
     "UnlabeledImages",
     "load_heads",
@@ -41,12 +45,14 @@ __all__ = [
     "pretrain",
 ]
 
-ENCODER_FILE, HEADS_FILE, STATE_FILE, LOG_FILE = (
+ENCODER_FILE, HEADS_FILE, STATE_FILE, LOG_FILE, CURVES_FILE = (
     "encoder.safetensors",
     "ccd_heads.safetensors",
     "ccd_state.pt",
     "log.jsonl",
+    "curves.png",
 )
+PAPER_MOMENTUM = 0.9995  # CCD's starting teacher momentum (CCD_pretrain_ViT_*.yaml)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
@@ -63,7 +69,11 @@ class PretrainConfig:
             warm-up over the first ``warmup`` fraction.
         weight_decay: cosine from the first to the second value (0.04 -> 0.4); never on biases and norms.
         clip: gradient-norm clip.
-        momentum: teacher EMA momentum at the start, cosine to 1 (CCD: 0.9995 for its ~10^5-step runs).
+        momentum: teacher EMA momentum at the start, cosine to 1. Default 0.996 (DINO's default); CCD's configs
+            start at :data:`PAPER_MOMENTUM` (0.9995), which averages over ~2,000 steps, longer than a short run.
+        freeze_last_layer: fraction of the budget during which the DINO head's prototype layer gets no update
+            (its gradients are dropped after clipping). CCD freezes it for its first "epoch" of 1M images, about
+            1% of its ~95M-image run: default 0.01. 0 disables the freeze.
         seg_warmup: fraction of the budget whose character regions come from k-means masks; later from the
             student's own segmentation.
         amp: bfloat16 autocast on CUDA.
@@ -81,6 +91,7 @@ class PretrainConfig:
     weight_decay: tuple[float, float] = (0.04, 0.4)
     clip: float = 3.0
     momentum: float = 0.996
+    freeze_last_layer: float = 0.01
     seg_warmup: float = 0.5
     amp: bool = True
     seed: int = 0
@@ -251,6 +262,17 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _draw_curves(out: Path, out_dim: int) -> None:
+    """Redraw ``out/curves.png`` from ``out/log.jsonl`` (skipped while the log is empty); ``out_dim`` prototypes."""
+    from ..plot import read_metrics
+    from .curves import plot_pretrain_curves
+
+    if (out / LOG_FILE).is_file():
+        records = read_metrics(out / LOG_FILE)
+        if records:
+            plot_pretrain_curves(records, out / CURVES_FILE, out_dim, title=f"CCD pretraining: {out.name}")
+
+
 # ---------------------------------------------------------------------------------------------- loop
 def pretrain(
     data: list[str],
@@ -341,6 +363,7 @@ def pretrain(
         }
         torch.save(state, out / (STATE_FILE + ".tmp"))
         os.replace(out / (STATE_FILE + ".tmp"), out / STATE_FILE)
+        _draw_curves(out, cfg.ccd.out_dim)  # after the checkpoint: a picture never costs a checkpoint
 
     model.train()
     logs: dict[str, float] = {}
@@ -364,6 +387,9 @@ def pretrain(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.student.parameters(), cfg.clip)
+            frozen = p < cfg.freeze_last_layer
+            if frozen:  # as CCD/DINO: clip first, then drop the prototype layer's gradients (AdamW skips it)
+                model.freeze_last_layer()
             opt.step()
             momentum = cosine(p, cfg.momentum, 1.0)
             model.update_teacher(momentum)
@@ -380,6 +406,7 @@ def pretrain(
                     "wd": wd,
                     "momentum": momentum,
                     "grad_norm": float(grad_norm),
+                    "last_layer_frozen": frozen,
                     "phase": "predicted-mask" if p >= cfg.seg_warmup else "kmeans-mask",
                     "images_per_s": round(n_log / max(now - t_log, 1e-9), 1),
                     **{k: round(v, 5) if math.isfinite(v) else None for k, v in logs.items()},

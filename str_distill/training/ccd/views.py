@@ -24,8 +24,10 @@ class ViewConfig:
         blur_p, blur_sigma: probability and sigma range of a Gaussian blur (5x5).
         noise_std: maximum standard deviation of additive Gaussian noise.
         affine_p: probability that view 2 is warped at all.
-        scale, translate, rotate, shear_x, shear_y: affine ranges (translate as a fraction of the size, angles in
-            degrees).
+        scale: range of the horizontal and of the vertical scale factor, drawn independently per axis as in CCD
+            (``scale={"x": (0.6, 1.1), "y": (0.6, 1.1)}``), so view 2 also changes the aspect ratio of the glyphs.
+        isotropic_scale: draw one factor for both axes instead (no aspect-ratio change; not CCD).
+        translate, rotate, shear_x, shear_y: affine ranges (translate as a fraction of the size, angles in degrees).
     """
 
     brightness: float = 0.4
@@ -38,6 +40,7 @@ class ViewConfig:
     noise_std: float = 0.05
     affine_p: float = 0.7
     scale: tuple[float, float] = (0.6, 1.1)
+    isotropic_scale: bool = False
     translate: float = 0.02
     rotate: float = 10.0
     shear_x: float = 45.0
@@ -87,8 +90,10 @@ def photometric(images: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
 def random_affine(b: int, size: tuple[int, int], cfg: ViewConfig, device: torch.device | str = "cpu") -> torch.Tensor:
     """Random affine maps view 1 -> view 2 (identity with probability ``1 - affine_p``).
 
-    Built in pixel units around the image centre (scale, shear, rotation, translation) and returned as the
-    ``affine_grid`` matrix ``theta`` that samples view 2 from view 1.
+    Built in pixel units around the image centre and returned as the ``affine_grid`` matrix ``theta`` that samples
+    view 2 from view 1. A centred point ``p`` of view 1 goes to ``R Sh diag(sx, sy) p + t``: scaled (``sx`` and
+    ``sy`` drawn independently from ``cfg.scale`` unless ``cfg.isotropic_scale``), sheared (``tan`` of the x and y
+    shear angles), rotated, translated.
 
     Returns:
         theta ``(B, 2, 3)``: normalized output (view 2) -> input (view 1) coordinates, ``align_corners=False``.
@@ -96,13 +101,14 @@ def random_affine(b: int, size: tuple[int, int], cfg: ViewConfig, device: torch.
     h, w = size
     dev = torch.device(device)
     rad = math.pi / 180
-    s = _uniform(b, *cfg.scale, dev)
+    sx = _uniform(b, *cfg.scale, dev)
+    sy = sx if cfg.isotropic_scale else _uniform(b, *cfg.scale, dev)
     r = _uniform(b, -cfg.rotate, cfg.rotate, dev) * rad
     shx = torch.tan(_uniform(b, -cfg.shear_x, cfg.shear_x, dev) * rad)
     shy = torch.tan(_uniform(b, -cfg.shear_y, cfg.shear_y, dev) * rad)
     rot = torch.stack([torch.cos(r), -torch.sin(r), torch.sin(r), torch.cos(r)], 1).view(b, 2, 2)
     shear = torch.stack([torch.ones_like(shx), shx, shy, torch.ones_like(shy)], 1).view(b, 2, 2)
-    lin = rot @ shear * s.view(b, 1, 1)  # forward map in centred pixels: p2 = lin @ p1 + t
+    lin = rot @ shear @ torch.diag_embed(torch.stack([sx, sy], 1))  # forward map in centred pixels: p2 = lin p1 + t
     t = torch.stack(
         [_uniform(b, -cfg.translate, cfg.translate, dev) * w, _uniform(b, -cfg.translate, cfg.translate, dev) * h], 1
     )

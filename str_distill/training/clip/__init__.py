@@ -1,6 +1,7 @@
 """CLIP-OCR distillation (training only): a frozen CLIP teacher and the symmetrical distillation objective.
 
-``str-distill train --distill clip --clip-weights FILE.safetensors [--clip-arch auto|openai|openclip]`` calls
+``str-distill train --distill clip --clip-weights FILE.safetensors [--clip-arch auto|openai|openclip]
+[--clip-decoder-layers all-but-last|all]`` calls
 :func:`build_objective`. No CLIP weights ship with str-distill or can be downloaded by it: the user points it at a
 local file (see ``docs/clip_ocr.md``). The trained recognizer contains no CLIP weights.
 """
@@ -55,9 +56,10 @@ def build_objective(model: STRModel, args: argparse.Namespace) -> CLIPDistillObj
     """The CLIP-OCR objective for ``str-distill train --distill clip``.
 
     Args:
-        model: the recognizer to train (only its config is read).
+        model: the recognizer to train (its config is read; its decoder's final LayerNorm is shared by reference).
         args: parsed arguments; ``clip_weights`` (path to a ``.safetensors`` CLIP ViT) is required; optional
-            ``clip_arch`` (``"auto"``, ``"openai"``, ``"openclip"``), ``clip_vision_heads``, ``clip_text_heads``.
+            ``clip_arch`` (``"auto"``, ``"openai"``, ``"openclip"``), ``clip_vision_heads``, ``clip_text_heads``,
+            ``clip_decoder_layers`` (``"all-but-last"``, the default, or ``"all"``).
 
     Returns:
         A :class:`CLIPDistillObjective`; its ``modules()`` are the trainable adapters, the teacher stays outside.
@@ -77,7 +79,9 @@ def build_objective(model: STRModel, args: argparse.Namespace) -> CLIPDistillObj
         vision_heads=getattr(args, "clip_vision_heads", None),
         text_heads=getattr(args, "clip_text_heads", None),
     )
-    objective = CLIPDistillObjective(model, teacher)
+    objective = CLIPDistillObjective(
+        model, teacher, decoder_layers=getattr(args, "clip_decoder_layers", None) or "all-but-last"
+    )
     objective.teacher_info = info.describe()
     log.info(objective.describe())
     return objective

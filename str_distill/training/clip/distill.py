@@ -6,8 +6,10 @@ Three groups of student/teacher pairs, each compared with :func:`lcl_loss` (see 
   against CLIP image block outputs (3/6/9 of 12) over the ``K = 1 + rows * cols`` CLIP tokens, through a learnable
   LayerNorm;
 * **word**: mean of the recognizer's final encoder tokens -> MLP, against CLIP's final text embedding of the label;
-* **linguistic, reversed**: decoder layers 1/2/3 -> Linear -> LayerNorm, against CLIP text blocks 9/6/3 (deep decoder
-  layers meet shallow text layers) at the same character positions; padding positions are left out.
+* **linguistic, reversed**: every decoder layer but the last (the classifier's input), read through the decoder's
+  final LayerNorm as in CLIP-OCR -> Linear -> LayerNorm, against CLIP text blocks in reversed depth order (layers 1/2
+  of a 3-layer decoder meet text blocks 8/4; CLIP-OCR's layers 1/2/3 of 4 meet 9/6/3) at the same character
+  positions; padding positions are left out.
 """
 
 from __future__ import annotations
@@ -48,17 +50,25 @@ def proportional_layers(depth: int, n: int = 3) -> tuple[int, ...]:
     return tuple(math.ceil(j * depth / (n + 1)) for j in range(1, n + 1))
 
 
-def reversed_text_layers(text_depth: int, decoder_depth: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Decoder layers ``1..min(3, depth)`` paired with CLIP text blocks at ``3/4, 2/4, 1/4`` of the text depth.
+def reversed_text_layers(
+    text_depth: int, decoder_depth: int, skip_last: bool = True
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Distilled decoder layers and the CLIP text blocks they meet, in reversed depth order.
+
+    The first ``n`` decoder layers are distilled, with ``n = decoder_depth - 1`` (CLIP-OCR: the last layer, which
+    feeds the classifier, is left out; a one-layer decoder keeps its only layer) or ``n = decoder_depth`` when
+    ``skip_last`` is False. Decoder layer ``j`` meets text block ``ceil(text_depth * (n + 1 - j) / (n + 1))``: deep
+    text blocks for early decoder layers.
 
     Returns:
-        ``(decoder_layers, text_layers)``, e.g. ``((1, 2, 3), (9, 6, 3))`` for a 3-layer decoder and 12 text blocks.
+        ``(decoder_layers, text_layers)``: ``((1, 2, 3), (9, 6, 3))`` for CLIP-OCR's 4-layer decoder and 12 text
+        blocks; ``((1, 2), (8, 4))`` for a 3-layer decoder; ``((1, 2, 3), (9, 6, 3))`` for a 3-layer decoder with
+        ``skip_last=False``.
     """
-    text = proportional_layers(text_depth)[::-1]
-    n = min(len(text), decoder_depth)
-    if n < 1:
+    if decoder_depth < 1:
         raise ValueError("the decoder has no layers")
-    return tuple(range(1, n + 1)), text[:n]
+    n = max(decoder_depth - 1, 1) if skip_last else decoder_depth
+    return tuple(range(1, n + 1)), proportional_layers(text_depth, n)[::-1]
 
 
 def clip_image_size(img_size: tuple[int, int], patch: int) -> tuple[int, int]:
@@ -199,11 +209,16 @@ class CLIPDistillObjective:
     :class:`~str_distill.models.STRModel`; :meth:`modules` returns only the trainable adapters.
 
     Args:
-        model: the recognizer being trained (read for shapes and preprocessing only; not stored).
+        model: the recognizer being trained (read for shapes and preprocessing; only its decoder's final LayerNorm is
+            kept, by reference, when ``decoder_norm``).
         teacher: a frozen :class:`CLIPModel`.
         weights: multipliers of the visual / word / linguistic groups.
         tau, contrast_weight, gram_weight: :func:`lcl_loss` settings (0.03, 0.1, 5.0).
         encoder_layers, vision_layers: paired 1-based blocks (default 1/4, 2/4, 3/4 of each depth).
+        decoder_layers: ``"all-but-last"`` (default, CLIP-OCR: the last decoder layer feeds the classifier and is not
+            distilled) or ``"all"``; see :func:`reversed_text_layers` for the text blocks they meet.
+        decoder_norm: read the distilled decoder layers through the decoder's final LayerNorm (the recognizer's own
+            ``decoder.norm``, shared with the classifier, as CLIP-OCR does); False = the raw query stream.
         lowercase: lower-case labels for the teacher, as CLIP's tokenizer does.
 
     Raises:
@@ -222,6 +237,8 @@ class CLIPDistillObjective:
         gram_weight: float = 5.0,
         encoder_layers: Sequence[int] | None = None,
         vision_layers: Sequence[int] | None = None,
+        decoder_layers: str = "all-but-last",
+        decoder_norm: bool = True,
         lowercase: bool = True,
     ) -> None:
         cfg: ModelConfig = model.config
@@ -242,7 +259,13 @@ class CLIPDistillObjective:
         if any(a >= b for a, b in zip(enc, enc[1:])) or not all(1 <= i <= cfg.depth for i in enc):
             # the encoder returns its taps in block order, so the pairing needs ascending blocks
             raise ValueError(f"encoder layers {enc} must be ascending blocks in 1..{cfg.depth}")
-        self.decoder_layers, self.text_layers = reversed_text_layers(tc.text_layers, cfg.dec_depth)
+        if decoder_layers not in ("all-but-last", "all"):
+            raise ValueError(f"decoder_layers must be 'all-but-last' or 'all', got {decoder_layers!r}")
+        self.decoder_layers, self.text_layers = reversed_text_layers(
+            tc.text_layers, cfg.dec_depth, skip_last=decoder_layers == "all-but-last"
+        )
+        # the recognizer's own final decoder norm (a reference: trained with the model, saved with it, never copied)
+        self.decoder_norm: nn.Module = model.decoder.norm if decoder_norm else nn.Identity()
         self.clip_size = clip_image_size(cfg.img_size, tc.vision_patch)
         self.clip_grid = (self.clip_size[0] // tc.vision_patch, self.clip_size[1] // tc.vision_patch)
         self.teacher = teacher.eval().requires_grad_(False)
@@ -274,10 +297,11 @@ class CLIPDistillObjective:
 
     def describe(self) -> str:
         """What is paired with what (and the teacher's origin, when known), for the training log."""
+        norm = " (through the decoder's final norm)" if isinstance(self.decoder_norm, nn.LayerNorm) else " (raw)"
         return (self.teacher_info + "\n" if self.teacher_info else "") + (
             f"CLIP distillation: encoder blocks {self.encoder_layers} <-> CLIP image blocks {self.vision_layers} "
             f"on a {self.clip_grid[0]}x{self.clip_grid[1]} patch grid ({self.clip_size[0]}x{self.clip_size[1]} px); "
-            f"decoder layers {self.decoder_layers} <-> CLIP text blocks {self.text_layers}; pooled tokens <-> "
+            f"decoder layers {self.decoder_layers}{norm} <-> CLIP text blocks {self.text_layers}; pooled tokens <-> "
             f"text embedding; LCL = {self.contrast_weight} InfoNCE(tau={self.tau}) + {self.gram_weight} L1(Gram)"
         )
 
@@ -335,9 +359,12 @@ class CLIPDistillObjective:
         if len(hidden) < max(self.decoder_layers):
             raise ValueError(f"decoder returned {len(hidden)} layers; need layers {self.decoder_layers}")
         lengths = torch.tensor([len(x) for x in labels], device=images.device)
-        steps = hidden[0].shape[1]
-        if steps != int(lengths.max()) + 1:
-            raise ValueError(f"decoder has {steps} positions but the longest label needs {int(lengths.max()) + 1}")
+        steps = int(lengths.max()) + 1  # characters + EOS of the longest label
+        if hidden[0].shape[1] < steps:
+            raise ValueError(f"decoder has {hidden[0].shape[1]} positions but the longest label needs {steps}")
+        # targets padded beyond the longest label (fixed-length targets, as `--compile` uses) only add PAD positions
+        # after it; the decoder is causal, so the first `steps` positions are the same and the rest are dropped here
+        hidden = [h[:, :steps] for h in hidden]
         heads = self.heads
         if next(heads.parameters()).device != images.device:
             heads.to(images.device)
@@ -355,7 +382,7 @@ class CLIPDistillObjective:
 
         txt_total, txt_c, txt_g = zero, zero, zero
         for i, (layer, target) in enumerate(zip(self.decoder_layers, feats.text)):
-            s = heads.text_proj[i](hidden[layer - 1][valid].float())
+            s = heads.text_proj[i](self.decoder_norm(hidden[layer - 1][valid]).float())
             t = heads.text_norm[i](target.float()[valid])
             tot, c, g = lcl_loss(s, t, **lcl)
             txt_total, txt_c, txt_g = txt_total + tot, txt_c + c, txt_g + g
