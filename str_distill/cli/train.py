@@ -280,15 +280,14 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
     objectives: list[Any] = []
     if args.teacher:
         from ..hub.loading import load_model
-        from ..training.distill import CTCDistillation
+        from ..training.distill import CTCDistillation, input_adapter
 
         if args.teacher == "init" and not args.init:
             raise ValueError("--teacher init needs --init (the weights to keep a frozen copy of)")
         teacher = load_model(args.init if args.teacher == "init" else args.teacher)
-        if Preprocessor(teacher.config).data != Preprocessor(model.config).data:
-            raise ValueError(f"--teacher {args.teacher}: its preprocessing differs from the student's "
-                             f"({teacher.config.arch} vs {model.config.arch}); use a teacher of the same input format")
-        objectives.append(CTCDistillation(teacher, tok.charset, args.teacher_weight, args.teacher_temperature))
+        adapter = input_adapter(model.config, teacher.config)  # e.g. 32x128 RGB student -> 48xW BGR teacher
+        objectives.append(CTCDistillation(teacher, tok.charset, args.teacher_weight, args.teacher_temperature,
+                                          preprocess=adapter))
         log(objectives[-1].describe())
     if args.distill == "clip":
         from ..training.clip import build_objective

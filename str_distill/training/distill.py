@@ -24,7 +24,45 @@ from torch import Tensor, nn
 from ..models.model import TrainOutput
 from ..tokenizer import resolve_charset
 
-__all__ = ["CTCDistillation", "shared_classes"]
+__all__ = ["CTCDistillation", "input_adapter", "shared_classes"]
+
+
+def input_adapter(student_config: Any, teacher_config: Any) -> Any:
+    """A function mapping a batch prepared for the student to the teacher's input format, or ``None`` if they match.
+
+    Both preprocessing descriptions (:func:`~str_distill.preprocess.resolve_data_config`) are read: the batch is
+    un-normalized with the student's mean/std, its channels reordered, resized (bilinear) to the teacher's height
+    keeping the aspect ratio (or to the teacher's fixed size), padded on the right with the teacher's pad value to
+    its minimum width (a multiple of its width step), and normalized with the teacher's mean/std.
+    """
+    from ..preprocess import resolve_data_config
+
+    s, t = resolve_data_config(student_config), resolve_data_config(teacher_config)
+    if s == t:
+        return None
+    s_mean, s_std = torch.tensor(s["mean"]).view(1, 3, 1, 1), torch.tensor(s["std"]).view(1, 3, 1, 1)
+    t_mean, t_std = torch.tensor(t["mean"]).view(1, 3, 1, 1), torch.tensor(t["std"]).view(1, 3, 1, 1)
+    flip = s["channel_order"] != t["channel_order"]
+
+    def adapt(images: Tensor) -> Tensor:
+        x = images.float() * s_std.to(images.device) + s_mean.to(images.device)  # [0, 1]
+        if flip:
+            x = x.flip(1)
+        h, w = x.shape[-2:]
+        if t["resize"] == "stretch":
+            size = (int(t["height"]), int(t["width"]))
+        else:
+            tw = min(int(t["max_width"]), max(1, round(w * t["height"] / h)))
+            size = (int(t["height"]), tw)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x = (x - t_mean.to(x.device)) / t_std.to(x.device)
+        if t["resize"] != "stretch":
+            step = int(t["width_multiple"])
+            width = max(int(t["min_width"]), -(-size[1] // step) * step)
+            x = F.pad(x, (0, width - size[1]), value=float(t["pad_value"]))
+        return x
+
+    return adapt
 
 
 def shared_classes(teacher_charset: str, student_charset: str) -> tuple[Tensor, Tensor]:

@@ -171,3 +171,24 @@ def test_cli_fine_tunes_with_defaults_and_reports_before_and_after(tmp_path: Pat
     assert "teacher distillation" in out and "batch 32" in out
     assert "validation word accuracy: before" in out
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_a_vit_student_learns_from_a_ppocr_teacher_through_the_input_adapter() -> None:
+    from conftest import make_tiny_model
+
+    from str_distill.training.distill import input_adapter
+
+    student = make_tiny_model(charset="36").train()  # 32x128 RGB, 64 CTC frames
+    teacher = tiny(seed=1)  # 48 x W BGR, W / 8 frames
+    adapt = input_adapter(student.config, teacher.config)
+    assert adapt is not None and input_adapter(teacher.config, teacher.config) is None
+    x = torch.rand(2, 3, 32, 128) * 2 - 1
+    y = adapt(x)
+    assert y.shape == (2, 3, 48, 192)  # height 48, aspect kept (128 * 48 / 32), already a multiple of 8
+    rgb = torch.tensor([-0.5, 0.0, 0.5]).view(1, 3, 1, 1).expand(1, 3, 32, 128)  # constant R, G, B planes
+    torch.testing.assert_close(adapt(rgb)[0, :, 10, 10], torch.tensor([0.5, 0.0, -0.5]))  # BGR for the teacher
+    obj = CTCDistillation(teacher, student.tokenizer.charset, preprocess=adapt)
+    out = student.forward_train(x, student.tokenizer.encode(["ab", "cd"]), passes=("ar",))
+    loss, logs = obj(out, x, ["ab", "cd"])
+    loss.backward()
+    assert torch.isfinite(loss) and student.ctc_head.classifier.weight.grad is not None

@@ -1,0 +1,144 @@
+"""Compare fine-tuning recipes for the bundled PP-OCRv6 port on a CPU, at equal time per arm, and decide whether
+any of them may ship.
+
+    python recipes/finetune/compare.py --data-root path/to/sets --minutes 10 -o runs/ft-compare
+
+``--data-root`` holds the real training sets (IIIT5K_train, SVT_train, IC15_train, IC03_train) and IIIT5K (the
+benchmark; never trained on). Every arm trains from ``ppocrv6-small`` with ``str-distill train`` on the same data
+(the real sets mixed with synthetic words, strong augmentation of the real crops), the same seed and the same
+wall-clock budget, and keeps 5 % of every real set out as the validation split. Arms:
+
+* ``plain``: CTC on the labels only (BatchNorm statistics fixed in every arm);
+* ``lwf``: + distillation from the frozen original on every batch (its per-frame posteriors as soft targets);
+* ``lwf-frozen``: + the backbone held fixed (neck and head adapt).
+
+Each arm's final weights, and their average with the original (weight-space ensembling at 0.5), are evaluated on the
+validation split and on IIIT5K under the 36- and 94-character protocols; the table goes to ``OUT/table.md`` and
+``OUT/results.json``. The ship rule: a candidate must beat the original on the validation split and on IIIT5K
+(36 characters) and lose at most 0.3 point under 94 characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+TRAIN_SETS = {"IIIT5K_train": 0.2, "SVT_train": 0.05, "IC15_train": 0.35, "IC03_train": 0.15}
+SYNTH_WEIGHT = 0.25
+VAL_SPLIT, SEED = 0.05, 0
+ARMS: dict[str, list[str]] = {
+    "plain": ["--freeze-bn"],
+    "lwf": ["--freeze-bn", "--teacher", "init", "--teacher-weight", "1.0", "--teacher-temperature", "2.0"],
+    "lwf-frozen": ["--freeze-bn", "--teacher", "init", "--teacher-weight", "1.0", "--teacher-temperature", "2.0",
+                   "--freeze", "backbone"],
+}
+
+
+def train(arm: str, root: Path, out: Path, minutes: float, base: str) -> dict[str, Any]:
+    data = [f"synth:{SYNTH_WEIGHT}"] + [f"{root / s}:{w}" for s, w in TRAIN_SETS.items()]
+    cmd = ["str-distill", "train", "--init", base, "--data", *data, "--val-split", str(VAL_SPLIT), "--seed", str(SEED),
+           "--minutes", str(minutes), "--batch-size", "32", "--lr", "5e-5", "--warmup", "0.1", "--ema", "0.995",
+           "--augment-strength", "1.0", "--val-every", "0", "--save-minutes", "5", "--progress", "log",
+           "--log-every", "25", "--workers", "1", "-o", str(out / arm), *ARMS[arm]]
+    t0 = time.time()
+    with open(out / f"{arm}.log", "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    recs = [json.loads(x) for x in (out / arm / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in recs if r["type"] == "summary"][-1]
+    return {"command": " ".join(cmd), "steps": last["step"], "minutes": round((time.time() - t0) / 60, 1)}
+
+
+def average(a: Path, b_name: str, out: Path, alpha: float = 0.5) -> Path:
+    """``alpha * trained + (1 - alpha) * original`` into a save_pretrained folder."""
+    from str_distill.hub.loading import load_model
+    from str_distill.hub.serialization import save_pretrained
+
+    trained, orig = load_model(a), load_model(b_name)
+    sa, so = trained.state_dict(), orig.state_dict()
+    mixed = {k: alpha * sa[k] + (1 - alpha) * so[k] if sa[k].is_floating_point() else sa[k] for k in sa}
+    trained.load_state_dict(mixed)
+    return save_pretrained(trained, out)
+
+
+def evaluate(weights: str | Path, root: Path) -> dict[str, Any]:
+    """Word accuracy on the validation split and IIIT5K, 36 and 94 characters (one reading pass per set)."""
+    import torch
+
+    from str_distill import Recognizer
+    from str_distill.data.mix import split_validation
+    from str_distill.training.evaluate import open_eval_sets
+    from str_distill.training.metrics import WordMetrics, normalize_protocol
+
+    torch.set_num_threads(2)
+    rec = Recognizer.from_pretrained(weights, device="cpu", dtype="float32")
+    val = [split_validation(ds, VAL_SPLIT, SEED)[1] for _, ds in open_eval_sets([str(root / s) for s in TRAIN_SETS])]
+    bench = [ds for _, ds in open_eval_sets([str(root / "IIIT5K")])]
+    res: dict[str, Any] = {}
+    for key, sets in (("val", val), ("IIIT5K", bench)):
+        samples = [ds[i] for ds in sets for i in range(len(ds))]
+        texts = [p.text for p in rec.predict([s.image for s in samples], batch_size=64)]
+        for protocol in ("36", "94"):
+            m = WordMetrics(protocol)  # type: ignore[arg-type]
+            for s, t in zip(samples, texts):
+                if normalize_protocol(s.label, protocol):  # type: ignore[arg-type]
+                    m.update(t, s.label)
+            res[f"{key}/{protocol}"] = round(100 * m.accuracy, 2)
+            res[f"{key}/{protocol}/count"] = m.count
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=10.0, help="training minutes per arm")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--base", default="ppocrv6-small")
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    args = ap.parse_args()
+    out = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "results.json"
+    results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    if "original" not in results:
+        results["original"] = {"eval": evaluate(args.base, args.data_root)}
+        results_file.write_text(json.dumps(results, indent=2))
+    for arm in args.arms:
+        if arm in results:
+            continue
+        info = train(arm, args.data_root, out, args.minutes, args.base)
+        info["eval"] = evaluate(out / arm / "final", args.data_root)
+        avg = average(out / arm / "final", args.base, out / f"{arm}-avg")
+        info["eval_avg"] = evaluate(avg, args.data_root)
+        results[arm] = info
+        results_file.write_text(json.dumps(results, indent=2))
+        print(arm, info["steps"], info["eval"], info["eval_avg"], flush=True)
+    base = results["original"]["eval"]
+    lines = ["| weights | steps | val 36 | val 94 | IIIT5K 36 | IIIT5K 94 | ships? |", "|---|---|---|---|---|---|---|"]
+
+    def row(name: str, steps: Any, e: dict[str, Any]) -> str:
+        ok = (e["val/36"] > base["val/36"] and e["IIIT5K/36"] > base["IIIT5K/36"]
+              and e["IIIT5K/94"] >= base["IIIT5K/94"] - 0.3)
+        return (f"| {name} | {steps} | {e['val/36']:.2f} | {e['val/94']:.2f} | {e['IIIT5K/36']:.2f} | "
+                f"{e['IIIT5K/94']:.2f} | {'yes' if ok else 'no'} |")
+
+    lines.append(row("original (ppocrv6-small)", "-", base).replace("| no |", "| - |"))
+    for arm in args.arms:
+        if arm in results:
+            lines.append(row(arm, results[arm]["steps"], results[arm]["eval"]))
+            lines.append(row(f"{arm}, averaged 0.5 with the original", results[arm]["steps"],
+                             results[arm]["eval_avg"]))
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
