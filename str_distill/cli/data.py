@@ -53,6 +53,20 @@ def register(subparsers: Any) -> None:
     v.add_argument("--batch", type=int, default=0, help="which batch of the stream (default: 0)")
     v.set_defaults(func=cmd_preview)
 
+    pl = sub.add_parser("pseudo-label", help="label unlabeled word images with a teacher model",
+                        description="Read unlabeled word images with a recognizer and write a labels.tsv folder of "
+                        "those read with at least --min-confidence (paths relative to OUT, pointing at the original "
+                        "files), for training a student on the teacher's readings. Unreadable files are reported and "
+                        "counted, never dropped silently.")
+    pl.add_argument("inputs", nargs="+", help="image files, directories (their images, sorted) or globs")
+    pl.add_argument("-o", "--output", required=True, help="folder to write labels.tsv (and report.json) into")
+    pl.add_argument("--model", default=None, help="the teacher (default: the bundled default model)")
+    pl.add_argument("--min-confidence", type=float, default=0.9, help="keep readings at least this sure (0.9)")
+    pl.add_argument("--max-length", type=int, default=25, help="drop readings longer than this (25)")
+    pl.add_argument("-r", "--recursive", action="store_true")
+    pl.add_argument("--batch-size", type=int, default=64)
+    pl.set_defaults(func=cmd_pseudo_label)
+
     pk = sub.add_parser("pack", help="shrink + re-encode labelled sets into a small labels.tsv folder",
                         description="Pack labelled sets (labels.tsv folders, LMDBs, folders of sets) into one "
                         "labels.tsv folder OUT with images/<set>/<n>.jpg: images taller than --max-height are shrunk "
@@ -182,3 +196,51 @@ def cmd_pack(args: argparse.Namespace) -> int:
         print("error: no sample could be packed", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_pseudo_label(args: argparse.Namespace) -> int:
+    """Write ``OUT/labels.tsv`` with the teacher's confident readings and ``OUT/report.json`` with the counts."""
+    import json
+    import os
+
+    from ..predictor import Recognizer
+    from .predict import expand_inputs
+
+    if not 0.0 <= args.min_confidence <= 1.0:
+        print("error: --min-confidence must be in [0, 1]", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        rec = Recognizer.from_pretrained(args.model)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"error: cannot load model {args.model!r}: {e}", file=sys.stderr)
+        return 2
+    errors: list[str] = []
+    paths = list(expand_inputs(args.inputs, args.recursive, None, errors))
+    counts = {"images": len(paths), "kept": 0, "low_confidence": 0, "empty": 0, "too_long": 0, "unreadable": 0}
+    lines = []
+    for path, pred in zip(paths, rec.predict(paths, batch_size=args.batch_size, errors="return")):
+        if isinstance(pred, Exception):
+            counts["unreadable"] += 1
+            print(f"error: {pred}", file=sys.stderr)
+            continue
+        text = pred.text.strip()
+        if not text or any(c in text for c in "\t\n\r"):
+            counts["empty"] += 1
+        elif len(text) > args.max_length:
+            counts["too_long"] += 1
+        elif pred.confidence < args.min_confidence:
+            counts["low_confidence"] += 1
+        else:
+            rel = os.path.relpath(Path(path).resolve(), out.resolve())
+            lines.append(f"{rel}\t{text}")
+            counts["kept"] += 1
+    (out / "labels.tsv").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    report = {"model": args.model or "default", "min_confidence": args.min_confidence, **counts,
+              "input_errors": errors}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"kept {counts['kept']} of {counts['images']} images (confidence >= {args.min_confidence}); "
+          f"{counts['low_confidence']} below it, {counts['empty']} empty, {counts['too_long']} too long, "
+          f"{counts['unreadable']} unreadable -> {out / 'labels.tsv'}")
+    return 1 if counts["unreadable"] or errors else 0
