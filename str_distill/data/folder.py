@@ -1,6 +1,6 @@
 """Folders of word crops described by ``labels.tsv`` (``relative/path<TAB>label`` per line, UTF-8).
 
-This is the layout of ``shared/data/*`` and the simplest way to bring your own words::
+This is the simplest way to bring your own words::
 
     my_words/
         labels.tsv        # images/0001.png<TAB>Hello

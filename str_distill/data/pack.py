@@ -1,7 +1,7 @@
 """Pack labelled sets into a small ``labels.tsv`` folder: images shrunk to a maximum height and re-encoded as JPEG.
 
 Meant for moving real training data to a machine that receives only a few MiB (``recipes/gpu/``): the three
-training sets of ``shared/data`` (6,725 PNG crops, 77 MiB) become a 9 MiB folder at the defaults (height <= 48,
+training sets of IIIT5K, SVT and IC15 (6,725 PNG crops, 77 MiB) become a 9 MiB folder at the defaults (height <= 48,
 JPEG quality 90) that the ordinary folder reader (:class:`~str_distill.data.folder.FolderDataset`) reads.
 
 Output layout (``--val-split 0`` writes the ``train`` content directly into ``OUT``)::
