@@ -1,10 +1,10 @@
 """Read the example word images with the Python API and compare with ``labels.tsv``.
 
-    python examples/predict.py                          # published weights "siga-vit-s"
+    python examples/predict.py                          # the bundled default model (ppocrv6-small)
     python examples/predict.py --model path/to/model    # a save_pretrained() directory or a .safetensors file
     python examples/predict.py --decoding ctc img1.png img2.jpg
 
-Exits with status 1 and the loader's explanation when the weights cannot be loaded (e.g. none are published yet).
+Exits with status 1 and the loader's explanation when the weights cannot be loaded.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from str_distill.hub import WeightsNotFoundError  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description="Read word images with str-distill.")
     parser.add_argument("images", nargs="*", type=Path, help="image files (default: the examples in this folder)")
-    parser.add_argument("--model", default="siga-vit-s",
-                        help="weights name, directory, .safetensors file or hf-hub:org/repo")
-    parser.add_argument("--decoding", default="attention", choices=("attention", "ctc"))
+    parser.add_argument("--model", default=None,
+                        help="weights name, directory, .safetensors file or hf-hub:org/repo (default: the bundled "
+                        "default model)")
+    parser.add_argument("--decoding", default=None, choices=("attention", "ctc"),
+                        help="default: the model's own (ctc for ppocrv6-small, attention for ViT models)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
@@ -43,7 +45,7 @@ def main() -> int:
     except (WeightsNotFoundError, OSError, ValueError, RuntimeError) as e:
         print(f"cannot load {args.model!r}:\n  {e}", file=sys.stderr)
         return 1
-    print(f"{rec} reading {len(paths)} images with {args.decoding} decoding\n")
+    print(f"{rec} reading {len(paths)} images\n")
 
     # Paths, PIL images, numpy arrays, bytes and tensors can be mixed; results come back in input order.
     inputs: list = [str(p) for p in paths]

@@ -15,14 +15,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .preprocess import InputError, Preprocessor, iter_inputs, load_image
+from .preprocess import MAX_PIXELS, InputError, Preprocessor, iter_inputs, load_image
 
 __all__ = ["DEFAULT_MODEL", "InputError", "Prediction", "Recognizer", "resolve_decoding", "resolve_device",
            "resolve_dtype"]
@@ -113,6 +112,12 @@ class Recognizer:
         dtype: ``float32``, ``bfloat16`` (CPU or CUDA) or ``float16`` (CUDA only); strings accepted. ``None``
             keeps the model's dtype (float32 for :meth:`from_pretrained`).
         keep_aspect_ratio, rotate_tall: see :class:`~str_distill.preprocess.Preprocessor`.
+        max_pixels: inputs of more pixels are an :class:`InputError` (default 25 megapixels; JPEGs are first
+            decoded at 1/2, 1/4 or 1/8 scale if that fits); ``None``: no limit (see
+            :func:`~str_distill.preprocess.load_image`).
+
+    Thread safety: ``predict`` and ``iter_predict`` may be called from several threads at once on one recognizer
+    (they read the model and change nothing); ``to()`` must not run while another thread predicts.
     """
 
     def __init__(
@@ -122,9 +127,18 @@ class Recognizer:
         dtype: str | torch.dtype | None = None,
         keep_aspect_ratio: bool = False,
         rotate_tall: bool = False,
+        max_pixels: int | None = MAX_PIXELS,
     ) -> None:
         self._model = model.eval()
+        self.max_pixels = max_pixels
         self.preprocessor = Preprocessor(model.config, keep_aspect_ratio, rotate_tall)
+        #: ``"torch"``, or ``"onnxruntime"`` for an exported model (:class:`~str_distill.backends.ort_model.
+        #: ONNXRuntimeModel`: CPU, float32, no ``to()``/``save_pretrained()``)
+        self.backend: str = getattr(model, "backend", "torch")
+        if self.backend != "torch":
+            self.device, self.dtype = model.device, model.dtype
+            _check_fixed(self.backend, device, dtype)
+            return
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.to(device, dtype)
@@ -141,8 +155,17 @@ class Recognizer:
         cache_dir: str | Path | None = None,
         keep_aspect_ratio: bool = False,
         rotate_tall: bool = False,
+        max_pixels: int | None = MAX_PIXELS,
+        backend: Literal["torch", "onnxruntime"] = "torch",
+        threads: int | None = None,
     ) -> Recognizer:
         """Load weights from a manifest name, a local directory or ``.safetensors`` file, or ``hf-hub:org/repo``.
+
+        ``backend="onnxruntime"`` runs the network with onnxruntime on the CPU (``pip install
+        "str-distill[onnxruntime]"``; exporting the weights on the fly also needs ``onnx``); ``predict`` keeps its
+        contract, except that attention maps and other ``refine_iters`` than the exported one are refused. A
+        ``.onnx`` file written by ``str-distill export`` is always read with onnxruntime. ``threads``: intra-op
+        threads of the onnxruntime session; with torch, ``torch.set_num_threads(threads)`` (process-wide).
 
         Without a name, the manifest's default model (bundled in the package, read offline). See
         :func:`str_distill.hub.loading.load_model` for the resolution order and the errors raised.
@@ -153,13 +176,34 @@ class Recognizer:
         from .hub.loading import load_model
         from .hub.manifest import default_model, get_record
 
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         if name_or_path is None:
             name_or_path = default_model()
+        if backend == "onnxruntime" or str(name_or_path).endswith(".onnx"):
+            from .backends.ort_model import ONNXRuntimeModel
+
+            _check_fixed("onnxruntime", device, dtype)
+            if str(name_or_path).endswith(".onnx"):
+                if revision is not None:
+                    raise ValueError(f"revision= only applies to 'hf-hub:' sources, not {str(name_or_path)!r}")
+                onnx_model = ONNXRuntimeModel.from_file(name_or_path, threads=threads)
+            else:
+                torch_model = load_model(name_or_path, revision=revision, local_files_only=local_files_only,
+                                         cache_dir=cache_dir)
+                onnx_model = ONNXRuntimeModel.from_model(torch_model, threads=threads, source=str(name_or_path))
+                del torch_model
+            return cls(onnx_model, "cpu", None, keep_aspect_ratio, rotate_tall,  # type: ignore[arg-type]
+                       max_pixels=max_pixels)
+        if threads is not None:
+            torch.set_num_threads(threads)
         model = load_model(name_or_path, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)
         if dtype is None and isinstance(name_or_path, str) and resolve_device(device).type == "cpu":
             record = get_record(name_or_path) or {}
             dtype = (record.get("inference") or {}).get("cpu_dtype")
-        return cls(model, device, dtype, keep_aspect_ratio, rotate_tall)
+        return cls(model, device, dtype, keep_aspect_ratio, rotate_tall, max_pixels=max_pixels)
 
     @property
     def model(self) -> nn.Module:
@@ -167,10 +211,16 @@ class Recognizer:
         return self._model
 
     def __repr__(self) -> str:
-        return f"Recognizer(arch={self._model.config.arch!r}, device={self.device}, dtype={self.dtype})"
+        backend = "" if self.backend == "torch" else f", backend={self.backend!r}"
+        return f"Recognizer(arch={self._model.config.arch!r}, device={self.device}, dtype={self.dtype}{backend})"
 
     def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> Recognizer:
-        """Move the model to ``device`` and/or cast it to ``dtype`` (``None`` keeps the current one). Returns self."""
+        """Move the model to ``device`` and/or cast it to ``dtype`` (``None`` keeps the current one). Returns self.
+
+        The onnxruntime backend stays on the CPU in float32 (anything else raises ``ValueError``)."""
+        if self.backend != "torch":
+            _check_fixed(self.backend, device, dtype)
+            return self
         dev = resolve_device(device) if device is not None else self.device
         dt = resolve_dtype(dtype if dtype is not None else self.dtype, dev)
         self._model.to(device=dev, dtype=dt)
@@ -183,6 +233,9 @@ class Recognizer:
         """Write ``config.json`` + ``model.safetensors``; kwargs go to :func:`str_distill.hub.save_pretrained`."""
         from .hub.serialization import save_pretrained
 
+        if self.backend != "torch":
+            raise ValueError(f"save_pretrained() needs the torch backend; this recognizer runs {self.backend} "
+                             "(its .onnx file is already the saved form)")
         return save_pretrained(self._model, directory, **kwargs)
 
     def predict(
@@ -195,6 +248,7 @@ class Recognizer:
         return_attention: bool = False,
         progress: bool = False,
         errors: Literal["raise", "return"] = "raise",
+        decode_workers: int = 0,
     ) -> list[Any]:
         """Read every image; results come back in input order.
 
@@ -211,12 +265,14 @@ class Recognizer:
             progress: show a tqdm progress bar on stderr.
             errors: ``"raise"``: an unreadable input raises :class:`InputError` naming its index or path;
                 ``"return"``: its slot in the result holds the :class:`InputError` and the others are still read.
+            decode_workers: decode and resize the next batch's images in this many threads while the model runs
+                (0: one after the other, in this thread); see :mod:`str_distill.prefetch`.
 
         Returns:
             ``list[Prediction]`` (with ``errors="return"``, :class:`InputError` in the slots of failed inputs).
         """
         return list(self.iter_predict(images, batch_size, decoding, mode, refine_iters, return_attention, progress,
-                                      errors))
+                                      errors, decode_workers=decode_workers))
 
     def iter_predict(
         self,
@@ -228,6 +284,7 @@ class Recognizer:
         return_attention: bool = False,
         progress: bool = False,
         errors: Literal["raise", "return"] = "raise",
+        decode_workers: int = 0,
     ) -> Iterator[Any]:
         """Like :meth:`predict`, but a generator yielding each batch's results as soon as they are ready."""
         decoding = resolve_decoding(self._model, decoding)
@@ -239,27 +296,37 @@ class Recognizer:
             raise ValueError("return_attention=True needs decoding='attention' (CTC has no attention maps)")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(decode_workers, bool) or not isinstance(decode_workers, int) or decode_workers < 0:
+            raise ValueError(f"decode_workers must be an integer >= 0, got {decode_workers!r}")
+        if self.backend != "torch":  # what the exported file cannot do is refused before reading
+            self._model.check_options(decoding, mode, refine_iters, return_attention)
         items = iter_inputs(images)  # raises TypeError now, not at the first next()
         return self._stream(items, _length(images), int(batch_size), decoding, mode, refine_iters, return_attention,
-                            progress, errors)
+                            progress, errors, decode_workers)
 
     def _stream(self, items: Iterator[tuple[int, str, Any]], total: int | None, batch_size: int, decoding: str,
-                mode: str, refine_iters: int, return_attention: bool, progress: bool, errors: str) -> Iterator[Any]:
-        from tqdm.auto import tqdm
+                mode: str, refine_iters: int, return_attention: bool, progress: bool, errors: str,
+                decode_workers: int = 0) -> Iterator[Any]:
+        if progress:
+            from tqdm.auto import tqdm
+        else:  # plain tqdm, disabled: tqdm.auto would warn in notebooks without ipywidgets even when unused
+            from tqdm import tqdm
+
+        from .prefetch import prepared_chunks
 
         with tqdm(total=total, disable=not progress, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            while chunk := list(islice(items, batch_size)):
+            for chunk in prepared_chunks(items, self._prepare, batch_size, decode_workers):
                 slots: list[InputError | None] = []
                 tensors: list[torch.Tensor] = []
-                for index, name, x in chunk:
-                    try:
-                        tensors.append(self.preprocessor(load_image(x, name)))
-                        slots.append(None)
-                    except InputError as e:
-                        e.index = index
+                for index, out in chunk:
+                    if isinstance(out, InputError):
+                        out.index = index
                         if errors == "raise":
-                            raise
-                        slots.append(e)
+                            raise out
+                        slots.append(out)
+                    else:
+                        tensors.append(out)
+                        slots.append(None)
                 del chunk
                 results: list[Prediction | None] = [None] * len(tensors)
                 for idx, batch in self.preprocessor.batches(tensors):
@@ -269,6 +336,14 @@ class Recognizer:
                 preds = iter(results)
                 bar.update(len(slots))
                 yield from (next(preds) if s is None else s for s in slots)
+
+    def _prepare(self, x: Any, name: str) -> torch.Tensor:
+        """One input -> its normalized model-input tensor; any failure is an :class:`InputError` naming it."""
+        img = load_image(x, name, max_pixels=self.max_pixels)
+        try:
+            return self.preprocessor(img)
+        except Exception as e:  # e.g. out of memory resizing a huge image: report it against this input
+            raise InputError(name, f"cannot preprocess image ({type(e).__name__}: {e})") from e
 
     def _run(self, x: torch.Tensor, decoding: str, mode: str, refine_iters: int, return_attention: bool
              ) -> list[Prediction]:
@@ -290,6 +365,15 @@ class Recognizer:
                 maps = attn[i, :steps].reshape(steps, gh, gw).clone()
             preds.append(Prediction(d.text, d.confidence, d.char_probs, maps))
         return preds
+
+
+def _check_fixed(backend: str, device: str | torch.device | None, dtype: str | torch.dtype | None) -> None:
+    """A non-torch backend runs on the CPU in float32: refuse any other device or dtype."""
+    if device is not None and not (isinstance(device, str) and device == "auto"):
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"the {backend} backend runs on the CPU; got device={str(device)!r}")
+    if dtype is not None and (_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype) != torch.float32:
+        raise ValueError(f"the {backend} backend runs in float32 (quantize at export for int8); got dtype={dtype!r}")
 
 
 def _length(images: Any) -> int | None:

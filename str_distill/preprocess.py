@@ -26,6 +26,12 @@ So 8-bit data is never turned into a near-black image. Integer values below 0 or
 Every problem raises :class:`InputError` whose message starts with the input's name (its path or ``input <i>``);
 once the input's position is known (:attr:`InputError.index`), the message of a path names both:
 ``input 3 (crops/x.png): empty file (0 bytes)``.
+
+**Limits.** An image of more than ``max_pixels`` pixels (:data:`MAX_PIXELS`, 25 megapixels, by default) is an
+:class:`InputError`, whatever its type; encoded images are checked from their header, before anything is decoded,
+so a small file that claims giant dimensions (a decompression bomb) costs no memory. A JPEG over the limit is
+decoded at 1/2, 1/4 or 1/8 scale (the JPEG decoder's own reduction) when that brings it within the limit. Paths and
+bytes are decoded only in the formats of :data:`IMAGE_FORMATS`; paths must be regular files (not FIFOs or devices).
 """
 
 from __future__ import annotations
@@ -41,7 +47,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["INTERPOLATIONS", "InputError", "Preprocessor", "iter_inputs", "load_image", "resolve_data_config"]
+__all__ = ["IMAGE_FORMATS", "INTERPOLATIONS", "MAX_PIXELS", "InputError", "Preprocessor", "iter_inputs", "load_image",
+           "resolve_data_config"]
+
+#: Default pixel limit of :func:`load_image` and :class:`~str_distill.Recognizer` (``max_pixels``): 25 megapixels,
+#: 75 MB as 8-bit RGB; reading and resizing one takes up to ~0.5 GB. Text crops are far smaller (a 48-pixel-high
+#: line of 100,000 pixels is 4.8 megapixels); larger inputs are refused rather than decoded.
+MAX_PIXELS = 25_000_000
+#: Formats (Pillow format names) decoded from paths and bytes. A closed list, so that untrusted bytes never reach a
+#: rarely used decoder (or an external program, as EPS would); extend it to read more, e.g. ``("HEIF",)`` once a
+#: plugin for it is registered. ``None`` accepts every format Pillow can open.
+IMAGE_FORMATS: tuple[str, ...] | None = ("PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP", "PPM", "AVIF")
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -117,7 +133,7 @@ def _is_single(x: Any) -> bool:
     return isinstance(x, (str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray, torch.Tensor))
 
 
-def load_image(x: Any, name: str, index: int | None = None) -> Image.Image:
+def load_image(x: Any, name: str, index: int | None = None, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     """Load one input as an RGB :class:`PIL.Image.Image` (EXIF orientation applied, alpha on white).
 
     Args:
@@ -125,12 +141,15 @@ def load_image(x: Any, name: str, index: int | None = None) -> Image.Image:
         name: how error messages refer to the input (its path or ``"input <i>"``).
         index: the input's position among several, if any: set as :attr:`InputError.index`, so that the message
             of a path reads ``"input <index> (<path>): ..."``.
+        max_pixels: refuse images of more pixels than this (JPEGs are first decoded at a reduced scale if that
+            brings them within it); ``None``: no limit of ours (Pillow's own decompression-bomb check,
+            ``PIL.Image.MAX_IMAGE_PIXELS``, still applies to encoded images).
 
     Raises:
         InputError: the message names the input and says what is wrong with it.
     """
     try:
-        return _load(x, name)
+        return _load(x, name, max_pixels)
     except InputError as e:
         if index is not None:
             e.index = index
@@ -139,20 +158,25 @@ def load_image(x: Any, name: str, index: int | None = None) -> Image.Image:
         raise InputError(name, f"cannot read image ({type(e).__name__}: {e})", index) from e
 
 
-def _load(x: Any, name: str) -> Image.Image:
+def _load(x: Any, name: str, max_pixels: int | None) -> Image.Image:
     """:func:`load_image` without the error wrapping: dispatch on the input type, then convert to RGB."""
     if isinstance(x, (str, Path)):
-        img = _open(Path(x), name)
+        img = _open(Path(x), name, max_pixels)
     elif isinstance(x, (bytes, bytearray, memoryview)):
         data = bytes(x)
         if not data:
             raise InputError(name, "empty image data (0 bytes)")
-        img = _decode(io.BytesIO(data), name)
+        img = _decode(io.BytesIO(data), name, max_pixels)
     elif isinstance(x, Image.Image):
+        _check_pixels(x.width, x.height, name, max_pixels)
         img = x
     elif isinstance(x, np.ndarray):
+        if x.ndim in (2, 3):
+            _check_pixels(x.shape[1], x.shape[0], name, max_pixels)
         img = _from_array(x, name)
     elif isinstance(x, torch.Tensor):
+        if x.ndim in (2, 3):
+            _check_pixels(x.shape[-1], x.shape[-2], name, max_pixels)
         img = _from_tensor(x, name)
     else:
         raise InputError(name, f"unsupported input type {type(x).__module__}.{type(x).__qualname__}; expected a "
@@ -160,26 +184,62 @@ def _load(x: Any, name: str) -> Image.Image:
     return _to_rgb(img, name)
 
 
-def _open(path: Path, name: str) -> Image.Image:
+def _open(path: Path, name: str, max_pixels: int | None) -> Image.Image:
     if not path.exists():
         raise InputError(name, "no such file")
     if path.is_dir():
         raise InputError(name, "is a directory, not an image file")
-    if path.is_file() and path.stat().st_size == 0:
+    if not path.is_file():  # reading a FIFO or a device could block forever or never end
+        raise InputError(name, "not a regular file (a device, FIFO or socket)")
+    if path.stat().st_size == 0:
         raise InputError(name, "empty file (0 bytes)")
     with open(path, "rb") as f:
-        return _decode(f, name)
+        return _decode(f, name, max_pixels)
 
 
-def _decode(f: Any, name: str) -> Image.Image:
+def _check_pixels(width: int, height: int, name: str, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(name, f"image of {width}x{height} pixels ({width * height / 1e6:.4g} megapixels) is over the "
+                         f"limit of {max_pixels} pixels (max_pixels)")
+
+
+def _accepted_formats() -> list[str] | None:
+    """The formats of :data:`IMAGE_FORMATS` that this Pillow can open (``None``: any)."""
+    if IMAGE_FORMATS is None:
+        return None
+    Image.init()  # registers every plugin (once): Image.OPEN then lists what this Pillow reads
+    return [f for f in (f.upper() for f in IMAGE_FORMATS) if f in Image.OPEN]
+
+
+def _decode(f: Any, name: str, max_pixels: int | None) -> Image.Image:
+    """Decode an encoded image; its header is checked against ``max_pixels`` before any pixel is decoded."""
+    formats = _accepted_formats()
     try:
-        img = Image.open(f)
-        img.load()
+        img = Image.open(f, formats=formats)
     except UnidentifiedImageError:
-        raise InputError(name, "not an image (unrecognized or unsupported format)") from None
+        accepted = "" if formats is None else f", or not one of the accepted formats {', '.join(formats)}"
+        raise InputError(name, f"not an image (unrecognized format{accepted})") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(name, f"too many pixels: {e}") from None
+    except Exception as e:
+        raise InputError(name, f"not a readable image ({type(e).__name__}: {e})") from e
+    if max_pixels is not None and img.width * img.height > max_pixels and img.format in ("JPEG", "MPO"):
+        _reduce_jpeg(img, max_pixels)
+    _check_pixels(img.width, img.height, name, max_pixels)
+    try:
+        img.load()
     except Exception as e:
         raise InputError(name, f"not a readable image ({type(e).__name__}: {e})") from e
     return img
+
+
+def _reduce_jpeg(img: Image.Image, max_pixels: int) -> None:
+    """Have a JPEG over ``max_pixels`` decoded at the largest of 1/2, 1/4, 1/8 scale within it (nothing if none)."""
+    w, h = img.size
+    for scale in (2, 4, 8):
+        if -(-w // scale) * -(-h // scale) <= max_pixels:
+            img.draft(None, (max(1, w // scale), max(1, h // scale)))
+            return
 
 
 def _to_rgb(img: Image.Image, name: str) -> Image.Image:
@@ -190,7 +250,9 @@ def _to_rgb(img: Image.Image, name: str) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode == "P":
+    if mode == "La":  # premultiplied alpha: Pillow converts it to LA only
+        img = img.convert("LA")
+    elif mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode == "PA":
         img = img.convert("RGBA")
@@ -306,7 +368,39 @@ def resolve_data_config(config: Any) -> dict[str, Any]:
         raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {out['channel_order']!r}")
     if out["interpolation"] not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {out['interpolation']!r}")
+    _check_sizes(out)
+    for key in ("mean", "std"):
+        v = out[key]
+        if not (isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_finite_number(x) for x in v)):
+            raise ValueError(f"{key} must be 3 finite numbers, got {v!r}")
+    if not all(x > 0 for x in out["std"]):
+        raise ValueError(f"std must be positive, got {out['std']!r}")
+    if not _is_finite_number(out["pad_value"]):
+        raise ValueError(f"pad_value must be a finite number, got {out['pad_value']!r}")
     return out
+
+
+#: Largest model input a preprocessing description may ask for (``height x width``, or ``x max_width``).
+_MAX_INPUT_PIXELS = 1 << 22
+
+
+def _is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_sizes(d: dict[str, Any]) -> None:
+    """Sizes are positive integers (``min_width`` may be 0) and the model input is at most 4 megapixels, so that
+    a hostile or mistaken config cannot make every image allocate gigabytes."""
+    for key, low in (("height", 1), ("width", 1), ("max_width", 1), ("min_width", 0), ("width_multiple", 1)):
+        v = d[key]
+        if v is None and key in ("width", "max_width"):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{key} must be an integer >= {low}, got {v!r}")
+    widest = max(d["width"] or 0, d["max_width"] or 0, d["min_width"])
+    if d["height"] * widest > _MAX_INPUT_PIXELS:
+        raise ValueError(f"model input of {d['height']}x{widest} pixels is over the limit of {_MAX_INPUT_PIXELS} "
+                         "pixels; the config is corrupt or not meant for this library")
 
 
 class Preprocessor:

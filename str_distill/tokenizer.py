@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import string
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,7 +55,7 @@ def resolve_charset(charset: str) -> str:
     chars = CHARSETS.get(charset, charset)
     if not chars:
         raise ValueError("charset is empty")
-    dupes = sorted({c for c in chars if chars.count(c) > 1})
+    dupes = sorted(c for c, n in Counter(chars).items() if n > 1)  # linear: a charset may be 20k characters
     if dupes:
         raise ValueError(f"charset has repeated characters: {''.join(dupes)!r}")
     return chars

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 if TYPE_CHECKING:
+    from .predictor import Prediction, Recognizer
     from .training.ccd import CCD, CCDConfig
 
 __all__ = [
@@ -19,9 +20,12 @@ __all__ = [
     "PALETTE",
     "attention_panel",
     "colormap",
+    "ctc_frame_probs",
     "heatmap",
     "label_panel",
     "overlay_mask",
+    "plot_ctc_alignment",
+    "predictions_panel",
     "regions_image",
     "stack",
     "to_pil",
@@ -207,3 +211,155 @@ def ccd_panel(
     tiles.append(label_panel(f"view 1: {n} regions ({source} mask)", view1_img))
     tiles.append(label_panel(f"view 2 (+ affine): {m} pairs", view2_img))
     return stack(tiles)
+
+
+# --------------------------------------------------------------------------------------------- CTC and predictions
+_CHAR_COLOR, _REPEAT_COLOR, _BLANK_COLOR = (0, 0, 0), (150, 150, 150), (185, 185, 185)
+_BAR_CHAR, _BAR_BLANK = (0, 130, 200), (200, 200, 200)
+
+
+def _as_pil(image: Image.Image | np.ndarray | torch.Tensor) -> Image.Image:
+    """A PIL image, a uint8 ``(H, W[, 3])`` array or a ``(3, H, W)`` tensor in ``[0, 1]`` -> RGB PIL image."""
+    if isinstance(image, torch.Tensor):
+        return to_pil(image)
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def ctc_frame_probs(recognizer: Recognizer, image: object) -> tuple[Image.Image, torch.Tensor]:
+    """What a recognizer's CTC head reads in one image, frame by frame.
+
+    Args:
+        recognizer: a :class:`~str_distill.Recognizer` whose model has a CTC head (every model family has one).
+        image: one input of any kind :meth:`~str_distill.Recognizer.predict` accepts (path, bytes, PIL image,
+            numpy array, tensor).
+
+    Returns:
+        ``(view, probs)``: ``view``, the network's input as an RGB image (resized, and for variable-width models
+        padded to the width the network reads, exactly as in ``predict``, so the ``T`` frames tile it evenly), and
+        ``probs``, float32 ``(T, C)``: the softmax of the CTC logits (class 0 is the blank, class ``i`` the
+        charset's character ``i - 1``). Greedy CTC decoding of ``probs`` gives ``predict(image, decoding="ctc")``.
+    """
+    from .preprocess import load_image
+
+    pre = recognizer.preprocessor
+    x = pre(load_image(image, "image"))
+    if pre.variable_width:
+        x = pre.pad(x, pre.padded_width(x.shape[-1]))
+    with torch.inference_mode():
+        logits = recognizer.model(x[None].to(recognizer.device, recognizer.dtype), "ctc").logits
+    pixels = (x * pre.std + pre.mean).clamp(0, 1)
+    return to_pil(pixels.flip(0) if pre.bgr else pixels), logits[0].float().softmax(-1).cpu()
+
+
+def plot_ctc_alignment(
+    image: Image.Image | np.ndarray | torch.Tensor,
+    probs: torch.Tensor | np.ndarray,
+    charset: str | Sequence[str],
+    *,
+    scale: int = 2,
+    title: str | None = None,
+) -> Image.Image:
+    """Draw a CTC alignment: which class each output frame picks, where in the image, and how sure it is.
+
+    Frame ``t`` covers the ``t``-th of ``T`` equal columns of the image. Three rows, frames left to right:
+
+    * the image, enlarged ``scale`` times, with the column of every frame that emits a character tinted blue (the
+      first frame of a run of one non-blank class: the frame that greedy CTC decoding keeps);
+    * each frame's most probable class: an emitted character in black, a repeat of it in grey, the blank as a dot;
+    * one bar per frame, as high as that class's probability (blue: a character, grey: the blank).
+
+    Args:
+        image: the network's input as the frames see it, e.g. the ``view`` of :func:`ctc_frame_probs` (a PIL
+            image, a uint8 ``(H, W[, 3])`` array or a ``(3, H, W)`` tensor in ``[0, 1]``).
+        probs: ``(T, C)`` per-frame class probabilities (the softmax of the CTC logits), ``C = len(charset) + 1``.
+        charset: the characters; class 0 is the blank and class ``i > 0`` is ``charset[i - 1]`` (the layout of
+            :class:`~str_distill.Tokenizer`, e.g. ``recognizer.model.tokenizer.charset``).
+        scale: enlargement of the image (nearest neighbour), at least 1.
+        title: written above the picture (e.g. the decoded text and its confidence).
+
+    Returns:
+        An RGB image.
+
+    Raises:
+        ValueError: ``probs`` is not ``(T, len(charset) + 1)`` with ``T >= 1``, or ``scale < 1``.
+    """
+    p = torch.as_tensor(probs).detach().float().cpu()
+    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] != len(charset) + 1:
+        raise ValueError(f"probs must be (T, len(charset) + 1) = (T, {len(charset) + 1}), got {tuple(p.shape)}")
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    img = _as_pil(image)
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    pmax, ids = (v.tolist() for v in p.max(-1))
+    frames = len(ids)
+    emitted = [i != 0 and (t == 0 or ids[t - 1] != i) for t, i in enumerate(ids)]
+    img = overlay_mask(img, torch.tensor([emitted], dtype=torch.float32), _BAR_CHAR, 0.22)
+
+    fw = img.width / frames
+    font = _font(int(min(18, max(9, fw * 0.9))))
+    char_h, bar_h, gap = font.getbbox("Ag")[3] + 6, 28, 3
+    out = Image.new("RGB", (img.width, img.height + char_h + bar_h + 2 * gap), (255, 255, 255))
+    out.paste(img, (0, 0))
+    draw = ImageDraw.Draw(out)
+    y_char = img.height + gap + char_h / 2
+    bar_top, bar_bottom = img.height + 2 * gap + char_h, out.height - 1
+    draw.line([(0, bar_top), (out.width, bar_top)], fill=(235, 235, 235))  # probability 1
+    for t, (cls, prob) in enumerate(zip(ids, pmax)):
+        x0, x1 = t * fw, (t + 1) * fw
+        if cls == 0:
+            glyph, color = "\u00b7", _BLANK_COLOR
+        else:
+            glyph, color = charset[cls - 1], _CHAR_COLOR if emitted[t] else _REPEAT_COLOR
+        draw.text(((x0 + x1) / 2, y_char), glyph, fill=color, font=font, anchor="mm")
+        top = bar_bottom - prob * (bar_bottom - bar_top)
+        draw.rectangle([x0 + 1, top, max(x0 + 1, x1 - 2), bar_bottom], fill=_BAR_BLANK if cls == 0 else _BAR_CHAR)
+    draw.line([(0, bar_bottom), (out.width, bar_bottom)], fill=(120, 120, 120))
+    return label_panel(title, out) if title else out
+
+
+def predictions_panel(
+    images: Sequence[Image.Image | np.ndarray | torch.Tensor],
+    predictions: Sequence[Prediction],
+    labels: Sequence[str | None] | None = None,
+    *,
+    height: int = 48,
+    columns: int = 2,
+) -> Image.Image:
+    """A grid of word images, each with its predicted text and confidence written above it.
+
+    Args:
+        images: the images that were read (PIL images, uint8 arrays or ``(3, H, W)`` tensors in ``[0, 1]``),
+            shown at ``height`` pixels with their aspect ratio kept.
+        predictions: one :class:`~str_distill.Prediction` (anything with ``text`` and ``confidence``) per image.
+        labels: the expected texts (``None`` for unknown ones): a correct reading is captioned in green, a wrong one
+            in red followed by the expected text.
+        height: the height of each image in the grid.
+        columns: images per row.
+
+    Returns:
+        An RGB image.
+
+    Raises:
+        ValueError: no images, or ``predictions`` (or ``labels``) of another length than ``images``.
+    """
+    if not images or len(predictions) != len(images) or (labels is not None and len(labels) != len(images)):
+        raise ValueError("predictions_panel() needs one prediction (and label, if given) per image, and an image")
+    font, pad = _font(15), 4
+    tiles = []
+    for n, (image, pred) in enumerate(zip(images, predictions)):
+        img = _as_pil(image)
+        img = img.resize((max(1, round(img.width * height / img.height)), height), Image.Resampling.BICUBIC)
+        caption, color = f"{pred.text}  {pred.confidence:.2f}", (0, 0, 0)
+        expected = labels[n] if labels is not None else None
+        if expected is not None:
+            ok = pred.text == expected
+            color = (0, 130, 40) if ok else (200, 20, 20)
+            caption += "" if ok else f"  (expected {expected})"
+        th = font.getbbox("Ag")[3] + 2 * pad
+        tile = Image.new("RGB", (max(img.width, int(font.getlength(caption))) + 2 * pad, height + th + pad), "white")
+        ImageDraw.Draw(tile).text((pad, pad), caption, fill=color, font=font)
+        tile.paste(img, (pad, th))
+        tiles.append(tile)
+    return stack(tiles, columns=columns)

@@ -252,5 +252,7 @@ def test_example_predict_script(tiny_model_dir: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert "open.png" in out and "hotel42.png" in out and "read exactly" in out
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert run_example([], monkeypatch) == 1
+    assert run_example(["--device", "cpu"], monkeypatch) == 0  # the bundled default model, offline
+    assert "8/8 read exactly" in capsys.readouterr().out
+    assert run_example(["--model", "siga-vit-s"], monkeypatch) == 1
     assert "not yet trained" in capsys.readouterr().err

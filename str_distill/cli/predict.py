@@ -1,11 +1,18 @@
 """``str-distill predict``: read word images (files, globs, directories, or a list of paths on stdin).
 
-Output, one line per image on stdout, in input order: ``path<TAB>text<TAB>confidence`` (default), ``--tsv`` (the same
-with a header row and ``\\t``, ``\\n``, ``\\\\`` escaped) or ``--json`` (one object per line: path, text, confidence).
-An input that cannot be read gets an ``error: input <i> (<path>): <reason>`` line on stderr (``<i>`` counts the
-image files read, from 0) and the others are still read.
+Output, one line per image on stdout (or appended to ``--output FILE`` as it goes), in input order:
+``path<TAB>text<TAB>confidence`` (default), ``--tsv`` (a header row ``path text confidence error`` and ``\\t``,
+``\\n``, ``\\\\`` escaped) or ``--json`` (one object per line: path, text, confidence). An input that cannot be read
+gets an ``error: input <i> (<path>): <reason>`` line on stderr (``<i>`` counts the image files read, from 0) and the
+others are still read; in the JSON and TSV outputs it also gets a row, whose ``error`` field holds the reason (text
+and confidence empty: ``null`` in JSON).
 
-Exit status: 0 when every input was read, 1 when at least one failed, 2 for bad arguments or unloadable weights.
+``--decode-workers N`` decodes and resizes the next batch's images in ``N`` threads while the model runs.
+``--resume`` (with ``--output``) skips the inputs whose path already has a row in the file, so an interrupted job
+continues where it stopped.
+
+Exit status: 0 when every input was read, 1 when at least one failed (with ``--resume``: or has an error row in the
+file), 2 for bad arguments or unloadable weights.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "register", "run"]
+__all__ = ["DEFAULT_DECODE_WORKERS", "IMAGE_EXTENSIONS", "expand_inputs", "read_done", "register", "run"]
 
+#: Threads of ``--decode-workers`` when not given: enough to keep a CPU model fed without taking its cores.
+DEFAULT_DECODE_WORKERS = 2
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
@@ -60,6 +69,15 @@ def register(subparsers: Any) -> None:
     fmt.add_argument("--tsv", action="store_const", const="tsv", dest="format", help="TSV with header, escaped")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--decode-workers", type=int, default=None, metavar="N",
+                   help="threads decoding and resizing the next batch's images while the model runs (0: none; "
+                   f"default: {DEFAULT_DECODE_WORKERS})")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="append the rows to FILE as they come (flushed line by line) instead of printing them; the "
+                   "format follows --json/--tsv, else the extension (.jsonl/.json: JSON lines, .tsv: TSV); an "
+                   "existing FILE needs --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="with --output: skip the inputs whose path already has a row in FILE and append the others")
     p.set_defaults(func=run, format="plain")
 
 
@@ -100,12 +118,89 @@ def _escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
+_UNESCAPE = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def _unescape(s: str) -> str:
+    """Inverse of :func:`_escape`."""
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 1 < len(s) and s[i + 1] in _UNESCAPE:
+            out.append(_UNESCAPE[s[i + 1]])
+            i += 2
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+TSV_HEADER = "path\ttext\tconfidence\terror"
+
+
+def _format_for(path: Path, flag: str) -> str:
+    """The output format: the ``--json``/``--tsv`` flag, else the file extension, else plain."""
+    if flag != "plain":
+        return flag
+    return {".jsonl": "json", ".json": "json", ".ndjson": "json", ".tsv": "tsv"}.get(path.suffix.lower(), "plain")
+
+
+def read_done(path: Path, fmt: str) -> tuple[set[str], int]:
+    """The paths that already have a row in an output file and how many of those rows are errors.
+
+    A last line cut short (the previous run was killed while writing it) is removed from the file, so that the rows
+    appended next start on a line of their own; unparseable lines are ignored.
+    """
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    done: set[str] = set()
+    errors = 0
+    for line in data[:end].decode("utf-8", errors="replace").splitlines():
+        if not line or (fmt == "tsv" and line == TSV_HEADER):
+            continue
+        if fmt == "json":
+            try:
+                row = json.loads(line)
+                p, err = row["path"], row.get("error")
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        else:
+            fields = line.split("\t")
+            p = _unescape(fields[0]) if fmt == "tsv" else fields[0]
+            err = fields[3] if fmt == "tsv" and len(fields) > 3 else ""
+        if p not in done and err:
+            errors += 1
+        done.add(p)
+    return done, errors
+
+
 def run(args: argparse.Namespace) -> int:
     from ..predictor import Recognizer
 
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
         return 2
+    workers = DEFAULT_DECODE_WORKERS if args.decode_workers is None else args.decode_workers
+    if workers < 0:
+        print("error: --decode-workers must be >= 0", file=sys.stderr)
+        return 2
+    output = Path(args.output) if args.output else None
+    fmt = _format_for(output, args.format) if output is not None else args.format
+    done: set[str] = set()
+    old_errors = 0
+    if args.resume and output is None:
+        print("error: --resume needs --output FILE (the rows to continue)", file=sys.stderr)
+        return 2
+    if output is not None and output.exists() and output.stat().st_size > 0:
+        if not args.resume:
+            print(f"error: {output} exists: pass --resume to skip the paths it has and append the others, or remove "
+                  "it", file=sys.stderr)
+            return 2
+        done, old_errors = read_done(output, fmt)
+        print(f"resume: {len(done)} paths already in {output} ({old_errors} with an error) are skipped",
+              file=sys.stderr)
     try:
         rec = Recognizer.from_pretrained(
             args.model, device=args.device, dtype=args.dtype, revision=args.revision,
@@ -120,32 +215,49 @@ def run(args: argparse.Namespace) -> int:
 
     def feed() -> Iterator[str]:
         for p in expand_inputs(args.inputs, args.recursive, sys.stdin, spec_errors):
+            if p in done:
+                continue
             paths.append(p)
             yield p
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    out = sys.stdout
-    if args.format == "tsv":
-        out.write("path\ttext\tconfidence\n")
+    # a file gets every row as soon as it is known (line buffered): a killed job loses at most the current batch
+    fresh = output is None or not output.exists() or output.stat().st_size == 0
+    out = open(output, "a", encoding="utf-8", buffering=1) if output is not None else sys.stdout
     failed = 0
-    results = rec.iter_predict(feed(), batch_size=args.batch_size, decoding=args.decoding, mode=args.mode,
-                               refine_iters=args.refine_iters, progress=progress, errors="return")
     try:
+        if fmt == "tsv" and fresh:
+            out.write(TSV_HEADER + "\n")
+        results = rec.iter_predict(feed(), batch_size=args.batch_size, decoding=args.decoding, mode=args.mode,
+                                   refine_iters=args.refine_iters, progress=progress, errors="return",
+                                   decode_workers=workers)
         for res in results:
             path = paths.popleft()
+            line = _row(path, res, fmt)
             if isinstance(res, Exception):
                 failed += 1
                 print(f"error: {res}", file=sys.stderr)
-                continue
-            if args.format == "json":
-                line = json.dumps({"path": path, "text": res.text, "confidence": round(res.confidence, 6)})
-            elif args.format == "tsv":
-                line = f"{_escape(path)}\t{_escape(res.text)}\t{res.confidence:.4f}"
-            else:
-                line = f"{path}\t{res.text}\t{res.confidence:.4f}"
-            out.write(line + "\n")
+            if line is not None:
+                out.write(line + "\n")
         out.flush()
     except BrokenPipeError:  # e.g. `| head`: stop quietly, and keep Python from complaining at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 1 if failed or spec_errors else 0
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 1 if failed or old_errors or spec_errors else 0
+
+
+def _row(path: str, res: Any, fmt: str) -> str | None:
+    """The output line of one result (``None``: a failure in the plain format, which reports it on stderr only)."""
+    if isinstance(res, Exception):
+        reason = getattr(res, "reason", str(res))
+        if fmt == "json":
+            return json.dumps({"path": path, "text": None, "confidence": None, "error": reason})
+        return f"{_escape(path)}\t\t\t{_escape(reason)}" if fmt == "tsv" else None
+    if fmt == "json":
+        return json.dumps({"path": path, "text": res.text, "confidence": round(res.confidence, 6)})
+    if fmt == "tsv":
+        return f"{_escape(path)}\t{_escape(res.text)}\t{res.confidence:.4f}\t"
+    return f"{path}\t{res.text}\t{res.confidence:.4f}"

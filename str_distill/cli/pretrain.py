@@ -1,4 +1,7 @@
-"""``str-distill pretrain --method ccd``: self-supervised pretraining of the encoder on unlabeled images."""
+"""``str-distill pretrain --method ccd``: self-supervised pretraining of the encoder on unlabeled images.
+
+Also under ``torchrun --nproc_per_node N -m str_distill pretrain ...`` (``--batch-size`` is then the global batch).
+"""
 
 from __future__ import annotations
 
@@ -100,13 +103,40 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.mix import default_num_workers
-    from ..training.ccd.model import CCDConfig
-    from ..training.ccd.pretrain import PretrainConfig, pretrain
+    """Entry point of ``str-distill pretrain``; under ``torchrun`` joins the process group first."""
+    from ..training.distributed import init_from_env, launched, shutdown
 
     if args.steps is None and args.minutes is None:
         print("error: give a budget with --steps and/or --minutes", file=sys.stderr)
         return 2
+    if not launched():
+        return _run(args)
+    try:
+        dist, args.device = init_from_env(args.device)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        code = _run(args, main=dist.is_main)
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown(wait=code == 0)
+    return code
+
+
+def _run(args: argparse.Namespace, main: bool = True) -> int:
+    import os
+
+    from ..data.mix import default_num_workers
+    from ..training.ccd.model import CCDConfig
+    from ..training.ccd.pretrain import PretrainConfig, pretrain
+    from ..training.distributed import launched
+
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched() else 1
+    if args.workers is None and per_machine > 1:  # the processes of a machine share its cores
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        args.workers = max(0, cores // per_machine - 1)
     cfg = PretrainConfig(
         model=args.model,
         steps=args.steps,
@@ -129,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not main:
+        return 0
     logs = " ".join(f"{k}={v:.4g}" for k, v in summary["logs"].items())
     print(f"pretrained {summary['steps']} steps ({summary['images']} images, {summary['seconds']} s): {logs}")
     print(f"encoder: {summary['out']}/encoder.safetensors (fine-tune with `str-distill train --init {summary['out']}`)")

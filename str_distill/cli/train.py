@@ -8,6 +8,10 @@ chosen from the data size; accuracy before and after is reported on a held-out s
 Train from scratch on synthetic + real data for 25 minutes::
 
     str-distill train --model siga-vit-s --data synth:0.7 IIIT5K_train:0.3 --minutes 25 --val-split 0.05
+
+On several GPUs (or nodes) launch the same command with ``torchrun``; ``--batch-size`` is then the global batch::
+
+    torchrun --nproc_per_node 4 -m str_distill train --model siga-vit-s --data synth --steps 100000 --batch-size 1024
 """
 
 from __future__ import annotations
@@ -206,6 +210,7 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
     from ..data.mix import MixedBatchStream, build_sources, default_num_workers, make_loader
     from ..data.spec import parse_specs
     from ..preprocess import Preprocessor
+    from ..training.distributed import context, local_batch_size
     from ..training.evaluate import open_eval_sets
     from ..training.losses import LossWeights
     from ..training.trainer import TrainConfig, Trainer, resolve_device
@@ -243,6 +248,7 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
         # uint8 batches: a quarter of the bytes through shared/pinned memory and to the GPU; the trainer normalizes
         processor = SampleProcessor(tok, pre.to_uint8, augmenter, unknown=args.unknown_chars)
     device = resolve_device(args.device)
+    dist = context()  # a torchrun job: this process's rank; one process otherwise
     n_real = sum(len(s.dataset) for s in sources if not s.infinite)
     if args.batch_size is None:
         args.batch_size = 256 if device.type == "cuda" else 32 if (args.init and n_real < 2000) else 64
@@ -251,15 +257,21 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
             raise ValueError("give a budget (--steps or --minutes): the data has no finite real set to size it by")
         args.steps = int(min(3000, max(100, math.ceil(8 * n_real / args.batch_size))))
         log(f"budget: {args.steps} steps (about 8 epochs of {n_real} real images at batch {args.batch_size})")
-    workers = default_num_workers() if args.workers is None else args.workers
+    local_batch = local_batch_size(args.batch_size, dist.world_size)
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist.enabled else 1
+    if args.workers is not None:
+        workers = args.workers
+    else:  # under torchrun the processes of a machine share its cores
+        workers = default_num_workers() if per_machine == 1 else max(0, cores // per_machine - 1)
     if device.type == "cpu":  # the workers have their own cores: oversubscribing threads is very slow
-        import os
+        torch.set_num_threads(min(torch.get_num_threads(), max(1, cores // per_machine - workers)))
 
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(min(torch.get_num_threads(), max(1, cores - workers)))
-
-    def data(start: int) -> Any:
-        stream = MixedBatchStream(sources, processor, args.batch_size, seed=args.seed, start=start)
+    def data(start: int) -> Any:  # this process's shard of every step under torchrun
+        stream = MixedBatchStream(sources, processor, local_batch, seed=args.seed, start=start, rank=dist.rank,
+                                  world_size=dist.world_size)
         return make_loader(stream, workers, pin_memory=device.type == "cuda")
 
     ctc_only = "attention" not in getattr(model, "decodings", ("attention",))
@@ -297,6 +309,8 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
     out = run_dir or Path(args.output or f"runs/{model.config.arch}-{time.strftime('%Y%m%d-%H%M%S')}")
     mix = ", ".join(f"{s.name} {w:.2f}" for s, w in zip(sources, MixedBatchStream(sources, processor, 1).weights))
     log(f"data: {mix}; validation: {', '.join(n for n, _ in val_sets) or 'none'}; {workers} workers; lr {lr:g}")
+    if dist.enabled:
+        log(f"distributed: {dist.world_size} processes, {local_batch} samples each per step")
     info = {"argv": sys.argv[1:], "data": [s.text for s in specs], "init": args.init, "init_messages": msgs,
             "sources": {s.name: len(s.dataset) if not s.infinite else None for s in sources}, "workers": workers}
     trainer = Trainer(model, cfg, data, out, objectives, val_sets, device, log=log, run_info=info)
@@ -312,9 +326,32 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``str-distill train``; returns the exit code."""
+    """Entry point of ``str-distill train``; returns the exit code.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), the process joins the job's process group first (gloo on CPUs,
+    nccl on CUDA) and trains its share; only process 0 prints and writes files.
+    """
+    from ..training.distributed import init_from_env, launched, shutdown
+
+    if not launched():
+        return _run(args)
     try:
-        trainer = build_trainer(args)
+        dist, args.device = init_from_env(args.device)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        code = _run(args, main=dist.is_main)
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown(wait=code == 0)
+    return code
+
+
+def _run(args: argparse.Namespace, main: bool = True) -> int:
+    try:
+        trainer = build_trainer(args, log=None if main else (lambda m: None))
     except (ValueError, FileNotFoundError, KeyError, ImportError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -322,12 +359,16 @@ def run(args: argparse.Namespace) -> int:
         from ..training.trainer import benchmark
 
         res = benchmark(trainer, steps=args.benchmark_steps)
-        print(json.dumps(res, indent=2))
+        if main:
+            print(json.dumps(res, indent=2))
         return 0
     before = None
     if trainer.val_sets and trainer.step == 0 and (args.init or args.teacher):
-        before = trainer.validate().total  # the starting point, on the same held-out samples
+        res = trainer.validate()  # the starting point, on the same held-out samples (process 0's under torchrun)
+        before = res.total if res is not None else None
     summary = trainer.fit()
+    if not main:
+        return 0
     if before is not None and summary.get("val"):
         after = summary["val"]["total"]
         print(f"validation word accuracy: before {100 * before.accuracy:.2f} % -> after "

@@ -12,6 +12,11 @@ to within a sample or two in every batch; the rounding difference is settled by 
 their weights (those extra samples are drawn at random). Finite sources are read in a fresh random permutation
 every pass (epoch); the synthetic source renders index ``p`` for its ``p``-th sample. A rejected sample is
 recorded in the batch's bad-sample report and replaced by a random sample of the same source.
+
+Sharding (multi-process training): with ``rank=r`` and ``world_size=N``, batch ``b`` of a process is batch
+``b * N + r`` of the stream above (``batch_size`` being the per-process batch), so the ``N`` processes read disjoint
+shards, and at step ``b`` together the samples one process reads with an ``N`` times larger batch: one permutation
+per epoch shared by all (as a distributed sampler does) and distinct synthetic indices.
 """
 
 from __future__ import annotations
@@ -156,6 +161,7 @@ class MixedBatchStream(IterableDataset):
         num_batches: stop after this many batches (``None``: infinite).
         max_consecutive_bad: give up (``RuntimeError`` naming the source, with the report) after this many
             rejected samples in a row from one source: a source where nothing is usable is a configuration error.
+        rank, world_size: this process's shard of a multi-process job (see the module docstring).
     """
 
     def __init__(
@@ -167,10 +173,15 @@ class MixedBatchStream(IterableDataset):
         start: int = 0,
         num_batches: int | None = None,
         max_consecutive_bad: int = 1000,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         super().__init__()
         if not sources:
             raise ValueError("no data sources")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+        self.rank, self.world_size = int(rank), int(world_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.sources = sources
@@ -228,7 +239,9 @@ class MixedBatchStream(IterableDataset):
         return int(cached[1][offset])
 
     def make_batch(self, b: int) -> Batch:
-        """Build batch ``b`` (deterministic in ``(seed, b)``)."""
+        """Build batch ``b`` (deterministic in ``(seed, b)``, and this process's shard of it)."""
+        step = b
+        b = b * self.world_size + self.rank  # the stream's batch this process makes at this step
         rng = np.random.default_rng([self.seed, 104729, b])
         counts, before = self.counts(b, rng)
         report = BadSampleReport()
@@ -258,7 +271,7 @@ class MixedBatchStream(IterableDataset):
                             + report.format()
                         )
                     index = int(rng.integers(1 << 48)) if src.infinite else int(rng.integers(len(src.dataset)))
-        batch = collate(samples, b, report, per_source)
+        batch = collate(samples, step, report, per_source)
         tok = self.processor.tokenizer
         batch.targets = tok.encode(batch.labels)
         batch.ctc_targets, batch.ctc_lengths = tok.encode_ctc(batch.labels)

@@ -2,9 +2,10 @@
 
 from .loading import WeightsIntegrityError, WeightsNotFoundError, load_model
 from .manifest import load_manifest, make_record, update_record, validate_manifest
-from .serialization import load_model_dir, load_state_dict, save_pretrained, sha256_file
+from .serialization import WeightsFormatError, load_model_dir, load_state_dict, save_pretrained, sha256_file
 
 __all__ = [
+    "WeightsFormatError",
     "WeightsIntegrityError",
     "WeightsNotFoundError",
     "load_manifest",

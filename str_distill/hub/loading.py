@@ -10,12 +10,12 @@ Resolution order for ``load_model(source)``:
    (``local_files_only=True`` or ``HF_HUB_OFFLINE=1``: then the network is never touched).
 
 Manifest files are checked against their sha256 on every load and refused on mismatch. State dicts load strictly.
-Only safetensors are read: no pickle, no ``torch.load``. Failures list what was tried and what to do next.
+Only safetensors are read: no pickle, no ``torch.load``. Failures list what was tried and what to do next; a
+malformed weights file, shard index or config is a :class:`WeightsFormatError` naming the file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -23,13 +23,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from .manifest import NOT_TRAINED, PUBLISHED, bundled_dir, load_manifest, manifest_path
-from .serialization import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, model_from_state_dict, read_metadata, sha256_file
+from .serialization import (
+    CONFIG_NAME,
+    INDEX_NAME,
+    WEIGHTS_NAME,
+    WeightsFormatError,
+    merge_shards,
+    model_from_state_dict,
+    parse_json,
+    read_index,
+    read_json,
+    read_metadata,
+    read_safetensors,
+    sha256_file,
+)
 
-__all__ = ["HF_PREFIX", "WeightsIntegrityError", "WeightsNotFoundError", "is_offline", "load_model"]
+__all__ = ["HF_PREFIX", "WeightsFormatError", "WeightsIntegrityError", "WeightsNotFoundError", "is_offline",
+           "load_model"]
 
 HF_PREFIX = "hf-hub:"
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -72,6 +85,7 @@ def load_model(
     Raises:
         WeightsNotFoundError: nothing could provide the weights (the message says what was tried and what to do).
         WeightsIntegrityError: a manifest file failed its sha256 check.
+        WeightsFormatError: a weights file, shard index or config is malformed (the message names the file).
         RuntimeError: the weights do not match the architecture (missing/unexpected keys).
     """
     offline = local_files_only or is_offline()
@@ -188,11 +202,8 @@ def _verify(name: str, entry: dict[str, Any], path: Path) -> None:
 def _read_state(entry: Path, resolve: Callable[[str], Path]) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file, or of the shards an index lists (names resolved by ``resolve``)."""
     if entry.name.endswith(".index.json"):
-        state: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(json.loads(entry.read_text())["weight_map"].values())):
-            state.update(load_file(str(resolve(shard))))
-        return state
-    return load_file(str(entry))
+        return merge_shards({shard: read_safetensors(resolve(shard)) for shard in read_index(entry)}, entry)
+    return read_safetensors(entry)
 
 
 def _load_record(name: str, record: dict[str, Any], paths: dict[str, Path]) -> nn.Module:
@@ -232,9 +243,9 @@ def _from_file(path: Path) -> nn.Module:
     sibling = path.parent / CONFIG_NAME
     meta = {} if path.name.endswith(".index.json") else read_metadata(path)
     if "config" in meta:
-        cfg = json.loads(meta["config"])
+        cfg = parse_json(meta["config"], f"{path} (its 'config' metadata)", "model config")
     elif sibling.is_file():
-        cfg = json.loads(sibling.read_text())
+        cfg = read_json(sibling, "model config")
     else:
         hint = ""
         if meta.get("kind") == "ccd-pretrain":
@@ -283,6 +294,6 @@ def _fetch_weights(repo: str, revision: str | None, cache_dir: str | Path | None
             index = Path(_fetch(repo, INDEX_NAME, revision, cache_dir, local))
         except Exception:
             raise single from None
-    for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+    for shard in read_index(index):
         _fetch(repo, shard, revision, cache_dir, local)
     return index

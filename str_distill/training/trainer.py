@@ -30,7 +30,9 @@ import torch
 from ..data.collate import Batch
 from ..data.report import BadSampleReport
 from ..models.model import STRModel
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .distributed import context as dist_context
+from .distributed import local_batch_size, wrap_ddp
 from .ema import ModelEMA
 from .losses import LossWeights, RecognitionLoss
 from .objectives import Objective, check_objective, encoder_layers_needed, view_for
@@ -46,7 +48,8 @@ class TrainConfig:
     """Hyper-parameters and housekeeping of a run (the CLI flags map one to one; see ``docs/training.md``).
 
     Attributes:
-        batch_size: samples per step (the data stream must produce batches of this size).
+        batch_size: samples per step (the data stream must produce batches of this size); under ``torchrun`` the
+            global batch, of which each of the ``N`` processes takes ``batch_size / N``.
         lr: peak learning rate; weight_decay, betas: AdamW (no decay on biases, norms, position embeddings).
         schedule, warmup, min_lr_ratio: see :class:`~str_distill.training.schedule.LRSchedule`.
         steps: step budget; minutes: wall-clock budget of the training loop (either or both; first reached wins).
@@ -181,6 +184,11 @@ class Trainer:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         log: where messages go (default: print to stdout, flushed).
         run_info: extra JSON-able facts recorded in the first metrics record (command line, data specs...).
+
+    In a process group (``torchrun``, see :mod:`~str_distill.training.distributed`), the model and the objectives'
+    trainable modules train in :class:`~torch.nn.parallel.DistributedDataParallel`: ``data(start)`` must then yield
+    this process's share of every step (:attr:`local_batch_size` samples), metrics are averaged over the processes
+    and only process 0 validates and writes files (its ``log`` alone prints).
     """
 
     def __init__(
@@ -197,16 +205,22 @@ class Trainer:
     ) -> None:
         self.config = c = config
         self.device = resolve_device(device)
+        self.dist = dist_context()
+        #: samples per step in this process (``batch_size`` divided among the processes of a ``torchrun`` job)
+        self.local_batch_size = local_batch_size(c.batch_size, self.dist.world_size)
         self.model = model.to(self.device).train()
         self.data = data
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.objectives = [check_objective(o) for o in objectives]
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objective names must be unique, got {names}")
         self.val_sets = list(val_sets)
         self.log = log or (lambda msg: print(msg, flush=True))
+        if not self.dist.is_main:
+            self.log = lambda msg: None
         self.run_info = run_info or {}
         if "attention" not in getattr(model, "decodings", ("attention",)) and (
                 c.loss_weights.ar or c.loss_weights.parallel or c.loss_weights.cloze):
@@ -237,13 +251,17 @@ class Trainer:
         if c.gpu_augment or c.reuse > 1:
             from ..data.augment import GpuAugment
 
-            self.gpu_augment = GpuAugment(seed=c.seed)
+            self.gpu_augment = GpuAugment(seed=c.seed + 100_003 * self.dist.rank)  # each process its own draws
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self._forward = model.forward_train
         if c.compile:
             self._forward = torch.compile(model.forward_train)
+        self._loss_fn: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]]
+        self._loss_fn = self.compute_loss
+        if self.dist.enabled:  # gradients averaged over the processes in backward; the same unused parameters
+            self._loss_fn = wrap_ddp(_StepLoss(self, modules), self.device, static_graph=True)  # at every step
         self.step = 0
         self.elapsed = 0.0
         self.bad = BadSampleReport()
@@ -290,15 +308,24 @@ class Trainer:
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         self._last_save_time = self.elapsed
-        self.bad = BadSampleReport.from_dict(json.loads(state.get("bad_samples", "{}")))
+        ranks = state.get("rng_ranks")
+        if self.dist.enabled and ranks is not None and len(ranks) == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank])
+        # the saved report counts every process's samples: process 0 carries it on, the others count anew
+        saved_bad = json.loads(state.get("bad_samples", "{}")) if self.dist.is_main else {}
+        self.bad = BadSampleReport.from_dict(saved_bad)
         self.best = json.loads(state["best"]) if state.get("best") else None
         self._truncate_metrics(self.step)
         self._record({"type": "event", "event": "resume", "step": self.step, "from": str(d)})
         self.log(f"resumed from {d} at step {self.step} ({self.elapsed / 60:.1f} min already trained)")
         return self.step
 
-    def save_checkpoint(self) -> Path:
-        """Write ``out_dir/checkpoint`` (refuses to overwrite a good checkpoint with non-finite weights)."""
+    def save_checkpoint(self, collective: bool = True) -> Path:
+        """Write ``out_dir/checkpoint`` (refuses to overwrite a good checkpoint with non-finite weights).
+
+        In a process group every process calls it (``collective``): process 0 gathers the others' RNG states and
+        bad-sample counts and writes the folder. ``collective=False`` (on an interrupt) writes process 0's alone.
+        """
         with torch.no_grad():
             finite = bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
         if not finite:
@@ -313,9 +340,29 @@ class Trainer:
             "best": json.dumps(self.best) if self.best else "",
             "config": json.dumps(self.config.to_dict()),
         }
-        path = save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, state, self.ema, self.objectives)
+        if self.dist.enabled and collective:
+            gathered = self.dist.gather((get_rng_state(), self.bad.to_dict()))
+            if gathered is not None:  # process 0: every process's RNG (exact resume) and the run's bad samples
+                state["rng_ranks"] = [g[0] for g in gathered]
+                state["bad_samples"] = json.dumps(self._merged_bad([g[1] for g in gathered]).to_dict())
         self._last_save_time = self.elapsed
-        return path
+        if not self.dist.is_main:
+            return self.checkpoint_dir
+        return save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, state, self.ema, self.objectives)
+
+    @staticmethod
+    def _merged_bad(reports: Sequence[dict[str, Any]]) -> BadSampleReport:
+        merged = BadSampleReport()
+        for r in reports:
+            merged.merge(BadSampleReport.from_dict(r))
+        return merged
+
+    def _bad_total(self) -> BadSampleReport:
+        """The bad-sample report of the whole run (every process's) on process 0; this process's elsewhere."""
+        if not self.dist.enabled:
+            return self.bad
+        gathered = self.dist.gather(self.bad.to_dict())
+        return self._merged_bad(gathered) if gathered is not None else self.bad
 
     # ------------------------------------------------------------------------------------------------ steps
     def train_step(self, batch: Batch, repeat: bool = False) -> dict[str, torch.Tensor]:
@@ -338,16 +385,9 @@ class Trainer:
         lr = self.lr()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        logs: dict[str, torch.Tensor] = {}
         ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         with ctx:
-            out = self._forward(images, targets, passes=c.loss_weights.passes, return_layers=self.layers)
-            loss, terms = self.loss(out, targets, ctc_t, ctc_l)
-            for obj in self.objectives:
-                extra, obj_logs = obj(view_for(out, self.layers, obj), images, batch.labels)
-                loss = loss + extra
-                for k, v in obj_logs.items():
-                    logs[f"{obj.name}/{k}"] = torch.as_tensor(float(v))
+            loss, terms, logs = self._loss_fn(images, targets, ctc_t, ctc_l, batch.labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = c.clip_grad if c.clip_grad > 0 else float("inf")
@@ -361,6 +401,23 @@ class Trainer:
         logs["grad_norm"] = grad_norm.detach()
         return logs
 
+    def compute_loss(self, images: torch.Tensor, targets: torch.Tensor, ctc_t: torch.Tensor, ctc_l: torch.Tensor,
+                     labels: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The teacher-forced forward and the loss of one batch (what a ``torchrun`` job runs inside DDP).
+
+        Returns:
+            ``(loss, recognition loss terms, objective logs keyed "{objective}/{key}")``.
+        """
+        logs: dict[str, torch.Tensor] = {}
+        out = self._forward(images, targets, passes=self.config.loss_weights.passes, return_layers=self.layers)
+        loss, terms = self.loss(out, targets, ctc_t, ctc_l)
+        for obj in self.objectives:
+            extra, obj_logs = obj(view_for(out, self.layers, obj), images, labels)
+            loss = loss + extra
+            for k, v in obj_logs.items():
+                logs[f"{obj.name}/{k}"] = torch.as_tensor(float(v))
+        return loss, terms, logs
+
     # ------------------------------------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
         """Train until the budget is used; validate, checkpoint, export ``final/`` and draw the curves.
@@ -372,14 +429,16 @@ class Trainer:
         if self.step == 0:
             self._record({"type": "config", "train": c.to_dict(), "model": self.model.config.to_dict(),
                           "parameters": self.model.num_parameters(), "device": str(self.device),
-                          "amp_bf16": self.amp, "objectives": [o.name for o in self.objectives], **self.run_info})
-        if self.step == 0:
-            torch.manual_seed(c.seed)  # dropout / drop-path; a resumed run restores the saved RNG state instead
+                          "amp_bf16": self.amp, "objectives": [o.name for o in self.objectives],
+                          "world_size": self.dist.world_size, **self.run_info})
+        if self.step == 0:  # dropout / drop-path (each process its own); a resumed run restores the saved states
+            torch.manual_seed(c.seed + self.dist.rank)
         budget = [f"{c.steps} steps"] if c.steps else []
         budget += [f"{c.minutes:g} min"] if c.minutes else []
         self.log(
             f"training {self.model.config.arch} ({self.model.num_parameters() / 1e6:.2f}M params) on {self.device}"
             f"{' with bf16 autocast' if self.amp else ''}: batch {c.batch_size}, budget {' / '.join(budget)}"
+            + (f"; {self.dist.world_size} processes of {self.local_batch_size} samples" if self.dist.enabled else "")
         )
         bar = self._bar()
         window: dict[str, torch.Tensor] = {}
@@ -387,7 +446,9 @@ class Trainer:
         t_window = time.perf_counter()
         t_last = time.perf_counter()
         reuse = c.reuse
+        rng = torch.get_rng_state()
         iterator = iter(self.data(self.step // reuse))
+        torch.set_rng_state(rng)  # a DataLoader draws its seed here: a resumed run's dropout would shift by one draw
         batch: Batch | None = None
         uses_left = 0
         try:
@@ -400,8 +461,9 @@ class Trainer:
                         self.log(f"data stream ended at step {self.step}")
                         break
                     win_wait += time.perf_counter() - t0
-                    if len(batch) != c.batch_size:
-                        raise ValueError(f"batch {batch.index} has {len(batch)} samples; expected {c.batch_size}")
+                    if len(batch) != self.local_batch_size:
+                        raise ValueError(f"batch {batch.index} has {len(batch)} samples; expected "
+                                         f"{self.local_batch_size}")
                     if self.step % reuse == 0:  # a resume in the middle of a reused batch merged it already
                         self.bad.merge(batch.bad)
                     uses_left = reuse - self.step % reuse
@@ -417,6 +479,8 @@ class Trainer:
                 now = time.perf_counter()
                 self.elapsed += now - t_last
                 t_last = now
+                if self.dist.enabled and (c.minutes is not None or c.save_minutes):
+                    self.elapsed = float(self.dist.broadcast(self.elapsed))  # one clock: same steps, same lr
                 if bar is not None:
                     bar.update(1)
                 last = self.progress() >= 1.0
@@ -424,10 +488,16 @@ class Trainer:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
                     dt = time.perf_counter() - t_window
-                    rec = {k: float(v) / win_steps for k, v in window.items()}
+                    keys = list(window)
+                    means = self.dist.all_mean(torch.stack(
+                        [window[k].to(self.device, torch.float64) / win_steps for k in keys]
+                        + [torch.tensor(win_wait / max(dt, 1e-9), dtype=torch.float64, device=self.device)]))
+                    bad_total = self.bad.total if not self.dist.enabled else int(
+                        self.dist.all_sum(torch.tensor([self.bad.total], device=self.device)).item())
+                    rec = {k: float(v) for k, v in zip(keys, means.tolist())}
                     rec.update({"type": "train", "step": self.step, "time": round(self.elapsed, 2), "lr": self.lr(),
-                                "images_per_s": win_images / max(dt, 1e-9), "data_wait": win_wait / max(dt, 1e-9),
-                                "bad_samples": self.bad.total})
+                                "images_per_s": win_images * self.dist.world_size / max(dt, 1e-9),
+                                "data_wait": float(means[-1]), "bad_samples": bad_total})
                     if not math.isfinite(rec["loss"]):
                         raise FloatingPointError(
                             f"step {self.step}: the loss is {rec['loss']}; lower --lr or --clip-grad (the last good "
@@ -457,7 +527,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.log(f"interrupted at step {self.step}: saving a checkpoint for --resume")
-            self.save_checkpoint()
+            self.save_checkpoint(collective=False)  # the other processes may be gone already
             raise
         finally:
             if bar is not None:
@@ -469,17 +539,20 @@ class Trainer:
         """Final validation, checkpoint, exported weights, bad-sample report, curves and summary."""
         results = self.validate() if self.val_sets else None
         self.save_checkpoint()
-        final = self.export(self.out / "final")
-        self.bad.save(self.out / "bad_samples.json")
-        self._record({"type": "bad_samples", "step": self.step, **self.bad.to_dict()})
-        self.log(self.bad.format("bad samples (whole run)"))
+        final = self.export(self.out / "final") if self.dist.is_main else self.out / "final"
+        bad = self._bad_total()
+        if self.dist.is_main:
+            bad.save(self.out / "bad_samples.json")
+        self._record({"type": "bad_samples", "step": self.step, **bad.to_dict()})
+        self.log(bad.format("bad samples (whole run)"))
         summary = {
             "type": "summary", "step": self.step, "time": round(self.elapsed, 2), "final": str(final),
-            "weights": "ema" if self.ema is not None else "raw", "bad_samples": self.bad.total,
+            "weights": "ema" if self.ema is not None else "raw", "bad_samples": bad.total,
             "val": results.to_dict() if results is not None else None, "best": self.best,
         }
         self._record(summary)
-        self.plot()
+        if self.dist.is_main:
+            self.plot()
         self.log(f"done: {self.step} steps in {self.elapsed / 60:.1f} min; weights in {final}")
         return summary
 
@@ -494,7 +567,18 @@ class Trainer:
         return save_pretrained(model, directory, dtype=DTYPES[c.save_dtype], max_shard_bytes=shard, metadata=meta)
 
     def validate(self) -> Any:
-        """Evaluate on the validation sets (EMA weights when on); records one ``val`` line per set and the total."""
+        """Evaluate on the validation sets (EMA weights when on); records one ``val`` line per set and the total.
+
+        In a process group every process calls it: process 0 evaluates (the others get ``None``) and tells the
+        others whether to stop early.
+        """
+        if self.dist.enabled:
+            res = self._validate() if self.dist.is_main else None
+            self.stopped_early = bool(self.dist.broadcast(self.stopped_early))
+            return res
+        return self._validate()
+
+    def _validate(self) -> Any:
         from ..predictor import Recognizer
         from .evaluate import evaluate
 
@@ -536,12 +620,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ logging
     def _record(self, rec: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec, default=str) + "\n")
 
     def _truncate_metrics(self, step: int) -> None:
         """After a resume, drop records written past the checkpoint by the interrupted run."""
-        if not self.metrics_path.is_file():
+        if not self.dist.is_main or not self.metrics_path.is_file():
             return
         keep = []
         for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
@@ -557,7 +643,7 @@ class Trainer:
         self.metrics_path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
 
     def _bar(self) -> Any:
-        mode = self.config.progress
+        mode = self.config.progress if self.dist.is_main else "none"
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "log"
         self._progress_mode = mode
@@ -584,6 +670,20 @@ class Trainer:
             f"gn {rec['grad_norm']:.2f} {rec['images_per_s']:.0f} img/s data-wait {100 * rec['data_wait']:.0f}% "
             f"elapsed {self.elapsed / 60:.1f} min eta {eta / 60:.1f} min"
         )
+
+
+class _StepLoss(torch.nn.Module):
+    """The model and the objectives' trainable modules, whose forward is :meth:`Trainer.compute_loss`: what
+    DistributedDataParallel wraps, so that every trainable parameter is used inside its forward."""
+
+    def __init__(self, trainer: Trainer, modules: Sequence[torch.nn.Module]) -> None:
+        super().__init__()
+        self.parts = torch.nn.ModuleList(modules)
+        self._compute = trainer.compute_loss
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor, ctc_t: torch.Tensor, ctc_l: torch.Tensor,
+                labels: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        return self._compute(images, targets, ctc_t, ctc_l, labels)
 
 
 # ---------------------------------------------------------------------------------------------------- benchmark

@@ -59,7 +59,9 @@ def test_recursive_json_and_tsv(photos: Path, tiny_model_dir: Path, capsys: pyte
     assert all(set(r) == {"path", "text", "confidence"} and 0 <= r["confidence"] <= 1 for r in rows)
     assert run_cli(["predict", str(photos / "b.png"), "--tsv", "--model", str(tiny_model_dir)]) == 0
     out = lines(capsys.readouterr().out)
-    assert out[0] == "path\ttext\tconfidence" and len(out) == 2 and out[1].startswith(str(photos / "b.png") + "\t")
+    assert out[0] == "path\ttext\tconfidence\terror" and len(out) == 2
+    assert out[1].startswith(str(photos / "b.png") + "\t")
+    assert out[1].count("\t") == 3 and out[1].endswith("\t")  # an empty error field
 
 
 def test_globs_stdin_and_order(photos: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture,
@@ -153,3 +155,64 @@ def test_expand_inputs_is_lazy(tmp_path: Path) -> None:
     gen = predict_cli.expand_inputs(["-"], stdin=src)
     assert next(gen) == "x.png"
     assert src.readline() == "y.png\n"  # the second line was not read ahead
+
+
+def test_decode_workers_keep_the_output(photos: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    outs = []
+    for workers in ("0", "3"):
+        argv = ["predict", str(photos), "-r", "--model", str(tiny_model_dir), "--batch-size", "2",
+                "--decode-workers", workers]
+        assert run_cli(argv) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1] and len(lines(outs[0])) == 4
+
+
+def test_unreadable_files_are_rows_in_json_and_tsv(photos: Path, tiny_model_dir: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    inputs = [str(photos / "a.jpg"), str(photos / "missing.png"), str(photos / "notes.txt")]
+    assert run_cli(["predict", *inputs, "--json", "--model", str(tiny_model_dir)]) == 1
+    captured = capsys.readouterr()
+    rows = [json.loads(x) for x in lines(captured.out)]
+    assert [r["path"] for r in rows] == inputs
+    assert set(rows[0]) == {"path", "text", "confidence"}
+    assert rows[1] == {"path": inputs[1], "text": None, "confidence": None, "error": "no such file"}
+    assert rows[2]["error"].startswith("not an image") and rows[2]["text"] is None
+    assert len(lines(captured.err)) == 2  # still reported on stderr too
+    assert run_cli(["predict", *inputs, "--tsv", "--model", str(tiny_model_dir)]) == 1
+    out = [x.split("\t") for x in lines(capsys.readouterr().out)][1:]
+    assert [r[0] for r in out] == inputs and out[1] == [inputs[1], "", "", "no such file"] and out[0][3] == ""
+
+
+@pytest.mark.parametrize("fmt", ["out.jsonl", "out.tsv"])
+def test_output_file_and_resume(photos: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture,
+                                fmt: str) -> None:
+    out = photos.parent / fmt
+    missing = str(photos / "missing.png")
+    first = [str(photos / "a.jpg"), missing]
+    everything = [*first, str(photos / "b.png"), str(photos / "C.PNG")]
+    base = ["--model", str(tiny_model_dir), "-o", str(out), "--batch-size", "1"]
+    assert run_cli(["predict", *first, *base]) == 1
+    assert capsys.readouterr().out == ""  # rows go to the file
+    before = out.read_text()
+    assert run_cli(["predict", *everything, *base]) == 2  # an existing file is never overwritten or appended to
+    assert "--resume" in capsys.readouterr().err and out.read_text() == before
+    with open(out, "a") as f:
+        f.write('{"path": "cut short by a kil' if fmt.endswith("jsonl") else "cut\tsho")  # the run died mid-line
+    assert run_cli(["predict", *everything, *base, "--resume"]) == 1  # the old error row still counts
+    assert "2 paths already" in capsys.readouterr().err
+    text = out.read_text().splitlines()
+    if fmt.endswith("jsonl"):
+        paths = [json.loads(x)["path"] for x in text]
+    else:
+        assert text[0] == "path\ttext\tconfidence\terror" and text.count(text[0]) == 1
+        paths = [x.split("\t")[0] for x in text[1:]]
+    assert paths == everything  # each path once, in order; the cut line is gone
+    assert run_cli(["predict", *everything, *base, "--resume"]) == 1 and out.read_text().splitlines() == text
+    capsys.readouterr()
+    assert run_cli(["predict", str(photos / "b.png"), "--resume", "--model", str(tiny_model_dir)]) == 2
+    assert "--resume needs --output" in capsys.readouterr().err
+
+
+def test_tsv_escaping_round_trips() -> None:
+    for s in ["plain", "tab\there", "new\nline", "back\\slash\\t", "cr\r", ""]:
+        assert predict_cli._unescape(predict_cli._escape(s)) == s

@@ -179,7 +179,21 @@ class CCD(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
-        """``center <- m * center + (1 - m) * mean(teacher_logits)`` with ``m = center_momentum``; ``(M, P)``."""
+        """``center <- m * center + (1 - m) * mean(teacher_logits)`` with ``m = center_momentum``; ``(M, P)``.
+
+        In a process group (``torchrun``) the mean is over every process's rows, as in DINO, so the centers stay
+        identical; every process must then call it at every step, with ``M = 0`` rows if it has none.
+        """
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            t = teacher_logits.float()
+            both = torch.cat([t.sum(0), t.new_tensor([t.shape[0]])])
+            dist.all_reduce(both)
+            if both[-1] > 0:
+                m = self.cfg.center_momentum
+                self.center.mul_(m).add_((both[:-1] / both[-1]).unsqueeze(0), alpha=1 - m)
+            return
         if teacher_logits.shape[0]:
             m = self.cfg.center_momentum
             self.center.mul_(m).add_(teacher_logits.float().mean(0, keepdim=True), alpha=1 - m)
@@ -244,9 +258,9 @@ class CCD(nn.Module):
             with torch.no_grad():  # collapse watch (see target_entropies, mean_cosine)
                 entropy, batch_entropy = target_entropies(t_out, self.center, cfg.teacher_temp)
                 t_cos, s_cos = mean_cosine(t_z[:n]), mean_cosine(s_z[:n].detach())
-            self.update_center(t_out)
         else:
             distill = tokens.sum() * 0.0
+        self.update_center(t_out)  # no-op without pairs (alone); under torchrun a collective every process joins
         loss = distill + cfg.seg_weight * seg_loss
         logs = {
             "loss": loss.item(),

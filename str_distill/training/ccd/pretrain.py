@@ -10,10 +10,15 @@ Outputs in ``OUT``:
 * ``log.jsonl``: one JSON object per logged step, including the collapse watch (``teacher_entropy``,
   ``teacher_batch_entropy``, ``feature_cosine``, ``teacher_feature_cosine``, see :class:`~.model.CCD`);
 * ``curves.png``: losses, the collapse watch and the mask quality against the step (redrawn at every checkpoint).
+
+Under ``torchrun`` (see :mod:`~str_distill.training.distributed`) the student trains in DistributedDataParallel:
+``batch_size`` is the global batch, each process draws its own images (its own seed), the teacher center averages
+every process's teacher outputs, logged values are averaged over the processes and process 0 writes the files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,6 +34,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset
 
 from ...models.config import ModelConfig
 from ...models.registry import get_config
+from ..distributed import context as dist_context
+from ..distributed import local_batch_size, wrap_ddp
 from .model import CCD, CCDConfig, cosine
 
 __all__ = [
@@ -290,7 +297,8 @@ def pretrain(
         cfg: the run's settings.
         resume: continue from ``out/ccd_state.pt`` (which must exist).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        batches: an iterator of ``(B, 3, H, W)`` uint8 batches replacing the data loader (tests).
+        batches: an iterator of ``(B, 3, H, W)`` uint8 batches replacing the data loader (tests); under ``torchrun``
+            this process's batches.
 
     Returns:
         A summary: steps, images, seconds, last logs and the output directory.
@@ -301,6 +309,8 @@ def pretrain(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
     out = Path(out)
+    ctx = dist_context()
+    local_batch = local_batch_size(cfg.batch_size, ctx.world_size)
     torch.manual_seed(cfg.seed)
     config = get_config(cfg.model, **cfg.model_overrides)
     model = CCD(replace(config, dropout=cfg.dropout), cfg.ccd).to(dev)
@@ -322,18 +332,22 @@ def pretrain(
         opt.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed"]
         torch.manual_seed(cfg.seed + step)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "pretrain_config.json", json.dumps({"data": data, **cfg.to_dict()}, indent=2) + "\n")
+    if ctx.enabled:  # the replicas start from process 0's weights; views and drop-path differ per process
+        torch.manual_seed(cfg.seed + step + 1_000_003 * ctx.rank)
+    forward = wrap_ddp(model, dev, find_unused_parameters=True) if ctx.enabled else model  # no pairs: unused head
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_text(out / "pretrain_config.json", json.dumps({"data": data, **cfg.to_dict()}, indent=2) + "\n")
     if batches is None:
         from ...data.mix import fork_safe_opencv, worker_init
 
         fork_safe_opencv()
 
-        stream = UnlabeledImages(data, config.img_size, config.interpolation, cfg.seed + step)
+        stream = UnlabeledImages(data, config.img_size, config.interpolation, cfg.seed + step + 1_000_003 * ctx.rank)
         stream.preload()
         loader = DataLoader(
             stream,
-            cfg.batch_size,
+            local_batch,
             num_workers=cfg.workers,
             pin_memory=dev.type == "cuda",
             persistent_workers=cfg.workers > 0,
@@ -368,7 +382,7 @@ def pretrain(
     model.train()
     logs: dict[str, float] = {}
     last_save, t_log, n_log = time.time(), time.time(), 0
-    with open(out / LOG_FILE, "a") as log:
+    with open(out / LOG_FILE, "a") if ctx.is_main else contextlib.nullcontext() as log:
         while (p := progress()) < 1:
             t0 = time.time()
             lr = (
@@ -381,7 +395,7 @@ def pretrain(
             opt.param_groups[1].update(lr=lr)
             images = next(batches).to(dev, non_blocking=True).float().div_(255)
             with amp:
-                loss, logs = model(images, use_predicted_mask=p >= cfg.seg_warmup)
+                loss, logs = forward(images, use_predicted_mask=p >= cfg.seg_warmup)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {step}: loss is {loss.item()}; logs {logs}")
             opt.zero_grad(set_to_none=True)
@@ -394,9 +408,14 @@ def pretrain(
             momentum = cosine(p, cfg.momentum, 1.0)
             model.update_teacher(momentum)
             step += 1
-            n_log += images.shape[0]
+            n_log += images.shape[0] * ctx.world_size
             elapsed += time.time() - t0
+            if ctx.enabled:  # process 0's clock for every process: the same budget and schedules
+                elapsed = float(ctx.broadcast(elapsed))
             if step % cfg.log_every == 0 or progress() >= 1:
+                if ctx.enabled:  # averaged over the processes (NaN where a process had no pair is left out)
+                    keys = list(logs)
+                    logs = dict(zip(keys, ctx.all_mean(torch.tensor([logs[k] for k in keys], device=dev)).tolist()))
                 now = time.time()
                 rec = {
                     "step": step,
@@ -411,11 +430,14 @@ def pretrain(
                     "images_per_s": round(n_log / max(now - t_log, 1e-9), 1),
                     **{k: round(v, 5) if math.isfinite(v) else None for k, v in logs.items()},
                 }
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                if log is not None:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
                 t_log, n_log = now, 0
             if time.time() - last_save > cfg.save_minutes * 60:
-                save()
+                if ctx.is_main:
+                    save()
                 last_save = time.time()
-    save()
+    if ctx.is_main:
+        save()
     return {"steps": step, "images": step * cfg.batch_size, "seconds": round(elapsed, 1), "logs": logs, "out": str(out)}
