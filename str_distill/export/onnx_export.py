@@ -139,9 +139,9 @@ def export_onnx_bytes(
     """Export a recognizer to a serialized ONNX model (see :func:`export_onnx` for the arguments)."""
     onnx = _import_onnx()
     family = _family(model)
-    if not isinstance(opset, int) or opset < MIN_OPSET:
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
-    if not isinstance(refine_iters, int) or refine_iters < 0:
+    if isinstance(refine_iters, bool) or not isinstance(refine_iters, int) or refine_iters < 0:
         raise ValueError(f"refine_iters must be an integer >= 0, got {refine_iters!r}")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be None or one of {QUANTIZATIONS}, got {quantize!r}")
