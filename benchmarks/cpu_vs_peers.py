@@ -8,6 +8,7 @@ on the same cropped word images, in one run.
 Engines (``--engines``), each measured in a fresh subprocess so that its peak RSS is its own:
 
 * ``torch``: ``Recognizer.from_pretrained(--model)`` on the CPU (the weights' CPU dtype);
+* ``torch-bf16``: the same in bfloat16 (fast on CPUs with native bfloat16 kernels: AVX512-BF16, AMX);
 * ``onnxruntime``: ``Recognizer.from_pretrained(--onnx)``, the same predictor on the onnxruntime backend;
 * ``onnx-reader``: ``ONNXReader(--onnx)``, the torch-free reader (onnxruntime + numpy + Pillow; torch is never
   imported, which the worker checks);
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("torch", "onnxruntime", "onnx-reader", "rapidocr")
+ENGINES = ("torch", "torch-bf16", "onnxruntime", "onnx-reader", "rapidocr")
 
 
 def default_data() -> Path:
@@ -53,11 +54,12 @@ def read_labels(data: Path, limit: int) -> tuple[list[str], list[str]]:
 # ------------------------------------------------------------------------------------------------ worker side
 def load_engine(engine: str, model: str, onnx_file: str, threads: int, batch: int) -> Any:
     """``engine`` loaded -> a function reading a list of paths into a list of texts."""
-    if engine == "torch":
+    if engine in ("torch", "torch-bf16"):
         sys.path.insert(0, str(ROOT))
         from str_distill import Recognizer
 
-        rec = Recognizer.from_pretrained(model, device="cpu", threads=threads)
+        dtype = "bfloat16" if engine == "torch-bf16" else None
+        rec = Recognizer.from_pretrained(model, device="cpu", dtype=dtype, threads=threads)
         return lambda paths: [p.text for p in rec.predict(paths, batch_size=batch)]
     if engine == "onnxruntime":
         sys.path.insert(0, str(ROOT))
@@ -212,8 +214,8 @@ def main() -> int:
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows = []
         for (threads, batch, engine, onnx_file), r in best.items():
-            model = {"torch": args.model, "rapidocr": "PP-OCRv6_rec_small.onnx"}.get(engine) or (
-                Path(onnx_file).name if args.onnx else f"{args.model} (exported)")
+            names = {"torch": args.model, "torch-bf16": args.model, "rapidocr": "PP-OCRv6_rec_small.onnx"}
+            model = names.get(engine) or (Path(onnx_file).name if args.onnx else f"{args.model} (exported)")
             r["model"] = model
             rows.append({k: v for k, v in r.items() if k != "texts"})
             name = engine + (" (torch imported!)" if engine == "onnx-reader" and r["torch_imported"] else "")

@@ -185,6 +185,9 @@ def create_session(model: str | Path | bytes, threads: int | None = None, optimi
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.inter_op_num_threads = 1
     so.enable_mem_pattern = False  # input widths vary: a memory plan per shape costs memory and saves ~nothing
+    # idle worker threads sleep instead of spinning: the caller's own work between runs (decoding images,
+    # preprocessing) gets the cores (measured 25-45 % faster with 2 threads at batch 1, same at batch 32)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         so.intra_op_num_threads = threads
     so.log_severity_level = 3  # errors only
@@ -335,9 +338,11 @@ class ONNXReader:
         """Greedy decoding of logits ``(B, T, classes)``: CTC (collapse repeats, drop blanks) or attention (stop
         at the first end-of-sequence)."""
         z = logits.astype(np.float32)
-        e = np.exp(z - z.max(-1, keepdims=True))
-        probs = e / e.sum(-1, keepdims=True)
-        ids, pmax = probs.argmax(-1), probs.max(-1)
+        ids = z.argmax(-1)
+        # the top class's softmax probability, 1 / sum(exp(z - z_top)), without normalizing every class
+        e = np.subtract(z, np.take_along_axis(z, ids[..., None], -1))
+        np.exp(e, out=e)
+        pmax = np.float32(1.0) / e.sum(-1)
         return [_decode_ctc(p, i, self.info) if decoding == "ctc" else _decode_attention(p, i, self.info)
                 for p, i in zip(pmax, ids)]
 

@@ -27,6 +27,17 @@ from typing import Any
 __all__ = ["build_model", "build_trainer", "register", "run"]
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    """``"6,12"`` -> ``(6, 12)`` (argparse type of ``--teacher-features``)."""
+    try:
+        layers = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block numbers such as 6,12, got {text!r}") from None
+    if not layers or min(layers) < 1:
+        raise argparse.ArgumentTypeError(f"block numbers start at 1, got {text!r}")
+    return layers
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
@@ -98,7 +109,13 @@ def register(subparsers: Any) -> None:
     x.add_argument("--teacher", metavar="MODEL",
                    help="frozen teacher recognizer (name, directory, file) whose CTC posteriors are soft targets on "
                    "every batch; 'init' = a frozen copy of the --init weights (fine-tuning without forgetting)")
-    x.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher loss (default: 1)")
+    x.add_argument("--teacher-weight", type=float, default=1.0,
+                   help="weight of the teacher's soft CTC targets (default: 1; 0 turns them off)")
+    x.add_argument("--teacher-features", metavar="LAYERS", type=_layers, default=(),
+                   help="also match these 1-based student encoder blocks (e.g. 6,12) to the teacher's per-frame "
+                   "features (ViT student, PP-OCR teacher; CLIP-OCR's consistency loss)")
+    x.add_argument("--teacher-feature-weight", type=float, default=1.0,
+                   help="weight of the feature matching (default: 1)")
     x.add_argument("--teacher-temperature", type=float, default=2.0, help="softening temperature (default: 2)")
     x.add_argument("--clip-weights", help="CLIP ViT checkpoint (.safetensors) for --distill clip")
     x.add_argument(
@@ -179,7 +196,7 @@ def build_model(args: argparse.Namespace, resume_dir: Path | None) -> tuple[Any,
             raise KeyError(f"unknown config fields {unknown}")
         base.update(overrides)
         model = new_model(config_from_dict(base))
-        return model, initialize_from(model, source)
+        return model, initialize_from(model, source, str(args.init))
     model = new_model(get_config(args.model or "siga-vit-s", **overrides))
     msgs = [f"new {model.config.arch} with random weights"]
     if args.init:
@@ -292,15 +309,23 @@ def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
     objectives: list[Any] = []
     if args.teacher:
         from ..hub.loading import load_model
-        from ..training.distill import CTCDistillation, input_adapter
+        from ..training.distill import CTCDistillation, FeatureDistillation, TeacherRunner, input_adapter
 
         if args.teacher == "init" and not args.init:
             raise ValueError("--teacher init needs --init (the weights to keep a frozen copy of)")
         teacher = load_model(args.init if args.teacher == "init" else args.teacher)
         adapter = input_adapter(model.config, teacher.config)  # e.g. 32x128 RGB student -> 48xW BGR teacher
-        objectives.append(CTCDistillation(teacher, tok.charset, args.teacher_weight, args.teacher_temperature,
-                                          preprocess=adapter))
-        log(objectives[-1].describe())
+        runner = TeacherRunner(teacher, adapter)  # one teacher pass per batch, shared by both objectives
+        if args.teacher_weight > 0:
+            objectives.append(CTCDistillation(teacher, tok.charset, args.teacher_weight, args.teacher_temperature,
+                                              runner=runner))
+            log(objectives[-1].describe())
+        if args.teacher_features:
+            objectives.append(FeatureDistillation(runner, model.config, args.teacher_features,
+                                                  args.teacher_feature_weight))
+            log(objectives[-1].describe())
+        if not objectives:
+            raise ValueError("--teacher with --teacher-weight 0 needs --teacher-features (else it teaches nothing)")
     if args.distill == "clip":
         from ..training.clip import build_objective
 

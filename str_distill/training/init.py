@@ -105,12 +105,13 @@ def reinit_charset_layers(model: STRModel) -> list[str]:
 
 
 @torch.no_grad()
-def initialize_from(model: nn.Module, source: str | Path | nn.Module) -> list[str]:
+def initialize_from(model: nn.Module, source: str | Path | nn.Module, name: str | None = None) -> list[str]:
     """Load ``source``'s weights into ``model`` (in place) and say what was done.
 
     Args:
         model: the freshly built model to train (its config decides the charset and architecture).
         source: see the module docstring.
+        name: what to call an ``nn.Module`` source in the messages (e.g. the published name it was loaded from).
 
     Returns:
         Human-readable messages (what was loaded, what was re-initialized and why).
@@ -123,7 +124,7 @@ def initialize_from(model: nn.Module, source: str | Path | nn.Module) -> list[st
     if enc_file is not None:
         return _load_encoder(model, enc_file)  # type: ignore[arg-type]
     if isinstance(source, nn.Module):
-        src, where = source, f"model {source.config.arch!r}"
+        src, where = source, repr(name) if name else f"model {source.config.arch!r}"
     else:
         from ..hub.loading import load_model
 

@@ -192,3 +192,106 @@ def test_a_vit_student_learns_from_a_ppocr_teacher_through_the_input_adapter() -
     loss, logs = obj(out, x, ["ab", "cd"])
     loss.backward()
     assert torch.isfinite(loss) and student.ctc_head.classifier.weight.grad is not None
+
+
+def test_a_padding_teacher_keeps_only_the_frames_over_the_image() -> None:
+    """A 32x128 student batch becomes a 48x192 image padded to the teacher's minimum width 320: only the 24
+    teacher frames over the image may be aligned with the student's frames, not the 16 over the padding."""
+    from types import SimpleNamespace
+
+    from conftest import make_tiny_model
+
+    from str_distill.training.distill import input_adapter
+
+    class ColumnTeacher(torch.nn.Module):  # class 1 where a frame's pixels are bright, class 2 where dark
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = tiny(min_width=320, max_width=640).config
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor, decoding: str = "ctc") -> SimpleNamespace:
+            frames = x.mean(dim=(1, 2)).unfold(-1, 8, 8).mean(-1)  # (B, W / 8)
+            logits = torch.zeros(*frames.shape, 37)
+            logits[..., 1], logits[..., 2] = 10 * frames, -10 * frames
+            return SimpleNamespace(logits=logits)
+
+    student = make_tiny_model(charset="36")
+    teacher = ColumnTeacher()
+    adapt = input_adapter(student.config, teacher.config)
+    assert adapt is not None
+    x = torch.ones(1, 3, 32, 128)
+    x[..., 64:] = -1  # left half white, right half black
+    assert adapt(x).shape[-1] == 320 and adapt.content_width(32, 128) == 192
+    obj = CTCDistillation(teacher, student.tokenizer.charset, preprocess=adapt)
+    ids = obj.teacher_logits(x).argmax(-1)[0]
+    assert ids.tolist() == [1] * 12 + [2] * 12  # padding frames (class 0: ties) are gone
+
+
+def test_feature_distillation_pulls_student_layers_towards_the_teacher_frames() -> None:
+    """CLIP-OCR-style feature matching: the teacher runs once per batch for both objectives, only the student and
+    the adapters get gradients, and a few steps on one batch lower the loss."""
+    from conftest import make_tiny_model
+
+    from str_distill.training.distill import FeatureDistillation, TeacherRunner, input_adapter
+
+    student = make_tiny_model(charset="36").train()
+    teacher = tiny(seed=1, min_width=320, max_width=640)
+    calls = []
+    runner = TeacherRunner(teacher, input_adapter(student.config, teacher.config))
+    real_features = teacher.features
+    teacher.features = lambda x: (calls.append(1), real_features(x))[1]  # type: ignore[method-assign]
+    depth = student.config.depth
+    feat = FeatureDistillation(runner, student.config, (1, depth), weight=1.0)
+    ctc = CTCDistillation(teacher, student.tokenizer.charset, runner=runner)
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 128) * 2 - 1
+    labels = ["ab", "cd", "ef", "gh"]
+    params = list(student.parameters()) + list(feat.modules().parameters())
+    opt = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    for _ in range(30):
+        out = student.forward_train(x, student.tokenizer.encode(labels), passes=(), return_layers=(1, depth))
+        loss = feat(out, x, labels)[0] + 0 * ctc(out, x, labels)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert len(calls) == 1  # one teacher pass for the unchanged batch, shared by both objectives
+    assert all(p.grad is None for p in teacher.parameters())
+    assert feat.modules().proj[0][0].weight.grad is not None
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_feature_distillation_refuses_what_it_cannot_match() -> None:
+    from conftest import make_tiny_model
+
+    from str_distill.training.distill import FeatureDistillation, TeacherRunner
+
+    student, teacher = make_tiny_model(charset="36"), tiny(seed=1)
+    with pytest.raises(ValueError, match="layers must be in 1.."):
+        FeatureDistillation(TeacherRunner(teacher), student.config, (student.config.depth + 1,))
+    with pytest.raises(ValueError, match="needs a ViT student"):
+        FeatureDistillation(TeacherRunner(teacher), tiny().config, (1,))
+    with pytest.raises(ValueError, match="per-frame features"):
+        FeatureDistillation(TeacherRunner(make_tiny_model(charset="36")), student.config, (1,))
+
+
+def test_cli_trains_a_vit_student_on_a_ppocr_teachers_features_only(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    from str_distill.cli import main
+
+    root = make_words(tmp_path / "w")
+    save_pretrained(tiny(seed=1), tmp_path / "teacher")
+    args = ["train", "--model", "siga-vit-t", "--model-arg", "embed_dim=32", "--model-arg", "depth=2",
+            "--model-arg", "num_heads=2", "--model-arg", "dec_dim=32", "--model-arg", "dec_heads=2",
+            "--model-arg", "dec_depth=1", "--charset", "36", "--data", str(root), "--batch-size", "4",
+            "--teacher", str(tmp_path / "teacher"), "--workers", "0", "--progress", "none", "--steps", "2",
+            "--val-every", "0", "--log-every", "1"]
+    assert main([*args, "--teacher-weight", "0", "--teacher-features", "1,2", "-o", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "teacher feature distillation: student blocks [1, 2]" in out and "teacher distillation:" not in out
+    assert "teacher_feat/nce" in (tmp_path / "run" / "metrics.jsonl").read_text()
+    weights = load_file(str(tmp_path / "run" / "final" / "model.safetensors"))
+    assert not any(k.startswith(("teacher", "heads", "proj")) for k in weights)
+    assert main([*args, "--teacher-weight", "0", "-o", str(tmp_path / "run2")]) != 0
+    assert "teaches nothing" in capsys.readouterr().err
