@@ -2,8 +2,8 @@
 changes what a model reads (or its confidence beyond a small tolerance) fails here.
 
 Every manifest record with bundled weights has ``tests/golden/<name>.json`` (written by the script that bundled it:
-``recipes/ppocrv6/bundle.py``, ``recipes/gpu/ship.py``). Records without weights pin nothing, and loading them says
-why.
+``recipes/ppocrv6/bundle.py``, ``recipes/finetune/bundle.py``, ``recipes/gpu/ship.py``). Records without weights pin
+nothing, and loading them says why.
 """
 
 from __future__ import annotations

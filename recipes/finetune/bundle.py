@@ -99,7 +99,10 @@ def main() -> int:
         rec["attribution"] = ATTRIBUTION
         rec["inference"] = {"cpu_dtype": cpu_dtype}
         rec["training"] = {
-            "base": "ppocrv6-small", "arm": args.arm, "command": arm["command"], "steps": arm["steps"],
+            "base": "ppocrv6-small", "arm": args.arm, "steps": arm["steps"],
+            # the command without this machine's folders
+            "command": arm["command"].replace(f"{args.data_root.resolve()}/", "DATA/").replace(
+                f"{args.results.parent.resolve()}/", "OUT/"),
             "data": {s: w for s, w in TRAIN_SETS.items()}, "validation_split": VAL_SPLIT, "seed": SEED,
             "weights": "the arm's best validation weights, averaged 0.5 with ppocrv6-small (weight-space ensemble)",
             "recipe": "recipes/finetune/compare.py",
