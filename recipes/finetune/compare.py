@@ -74,7 +74,8 @@ def average(a: Path, b_name: str, out: Path, alpha: float = 0.5) -> Path:
 
 
 def evaluate(weights: str | Path, root: Path) -> dict[str, Any]:
-    """Word accuracy on the validation split and IIIT5K, 36 and 94 characters (one reading pass per set)."""
+    """Word accuracy (and 1-NED) on the validation split and IIIT5K, 36 and 94 characters (one reading pass per
+    set)."""
     import torch
 
     from str_distill import Recognizer
@@ -96,6 +97,7 @@ def evaluate(weights: str | Path, root: Path) -> dict[str, Any]:
                 if normalize_protocol(s.label, protocol):  # type: ignore[arg-type]
                     m.update(t, s.label)
             res[f"{key}/{protocol}"] = round(100 * m.accuracy, 2)
+            res[f"{key}/{protocol}/1-ned"] = round(100 * m.one_minus_ned, 2)
             res[f"{key}/{protocol}/count"] = m.count
     return res
 

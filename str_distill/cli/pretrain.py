@@ -104,7 +104,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``str-distill pretrain``; under ``torchrun`` joins the process group first."""
-    from ..training.distributed import init_from_env, launched, shutdown
+    from ..training.distributed import exit_process, init_from_env, launched, shutdown
 
     if args.steps is None and args.minutes is None:
         print("error: give a budget with --steps and/or --minutes", file=sys.stderr)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         shutdown(wait=False)
         raise
     shutdown(wait=code == 0)
-    return code
+    exit_process(code)  # ends the worker here (see its docstring)
 
 
 def _run(args: argparse.Namespace, main: bool = True) -> int:

@@ -356,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), the process joins the job's process group first (gloo on CPUs,
     nccl on CUDA) and trains its share; only process 0 prints and writes files.
     """
-    from ..training.distributed import init_from_env, launched, shutdown
+    from ..training.distributed import exit_process, init_from_env, launched, shutdown
 
     if not launched():
         return _run(args)
@@ -371,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
         shutdown(wait=False)
         raise
     shutdown(wait=code == 0)
-    return code
+    exit_process(code)  # ends the worker here (see its docstring)
 
 
 def _run(args: argparse.Namespace, main: bool = True) -> int:

@@ -9,6 +9,8 @@ dynamo=False)``: no dependency beyond the ``onnx`` package):
   head: 0 CTC, 1 parallel attention decoding with ``refine_iters`` refinements, 2 autoregressive attention decoding
   (all ``max_label_length + 1`` steps, no early stop: the text is cut at the first end-of-sequence as in torch).
   Output ``logits`` ``(batch, T, classes)``. One ``If`` node runs only the chosen head; the encoder is shared.
+* CTC-only ViT recognizers (``dec_depth=0``, e.g. ``siga-vit-t-ctc``): input ``images`` ``(batch, 3, H, W)``, output
+  ``logits`` ``(batch, frames, classes)``.
 
 Class 0 is the CTC blank / end-of-sequence; character ``charset[i]`` is class ``i + 1``. The metadata keys are read
 by :func:`str_distill.backends.onnx_reader.read_info`.
@@ -116,6 +118,17 @@ class _ViTGraph(nn.Module):
         return ctc, parallel, torch.cat(logits, 1)
 
 
+class _ViTCTCGraph(nn.Module):
+    """A CTC-only ViT (``dec_depth=0``): ``(B, 3, 32, 128)`` -> CTC logits ``(B, F, num_classes)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.ctc_logits(self.model.encode(images))
+
+
 def _family(model: nn.Module) -> str:
     from ..models.model import STRModel
     from ..models.ppocr import PPOCRRecognizer
@@ -123,7 +136,7 @@ def _family(model: nn.Module) -> str:
     if isinstance(model, PPOCRRecognizer):
         return "ppocr"
     if isinstance(model, STRModel):
-        return "vit"
+        return "vit" if "attention" in model.decodings else "vit-ctc"
     raise TypeError(f"cannot export {type(model).__name__}: expected an STRModel or a PPOCRRecognizer")
 
 
@@ -158,6 +171,11 @@ def export_onnx_bytes(
         dummy = torch.zeros(2, 3, int(config.height), width)
         outputs = [OUTPUT_NAME]
         axes = {INPUT_NAME: {0: "batch", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "frames"}}
+    elif family == "vit-ctc":
+        wrapper = _ViTCTCGraph(net).eval()
+        dummy = torch.zeros(2, 3, *config.img_size)
+        outputs = [OUTPUT_NAME]
+        axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     else:
         wrapper = _ViTGraph(net, refine_iters).eval()
         dummy = torch.zeros(2, 3, *config.img_size)
@@ -298,14 +316,14 @@ def _set_metadata(proto: Any, model: nn.Module, config: Any, family: str, refine
         "charset": json.dumps(tok.charset),
         "preprocessing": json.dumps(resolve_data_config(config)),
         "decodings": json.dumps(list(model.decodings)),
-        "modes": json.dumps([] if family == "ppocr" else ["autoregressive", "parallel"]),
+        "modes": json.dumps(["autoregressive", "parallel"] if family == "vit" else []),
         "refine_iters": str(refine_iters if family == "vit" else 0),
         "max_label_length": str(tok.max_length),
         "blank_index": "0",
         "quantization": quantization,
         "opset": str(opset),
         "inputs": json.dumps({INPUT_NAME: "float32 (batch, 3, height, width), normalized as 'preprocessing' says"}
-                             | ({} if family == "ppocr" else {SELECTOR_NAME: f"int64 scalar {DECODING_CODES}"})),
+                             | ({SELECTOR_NAME: f"int64 scalar {DECODING_CODES}"} if family == "vit" else {})),
     }
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, meta)

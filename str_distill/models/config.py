@@ -17,7 +17,8 @@ class ModelConfig:
         img_size: input ``(height, width)`` in pixels.
         patch_size: ``(height, width)`` of a patch; 4x8 on 32x128 gives an 8x16 grid of 128 tokens.
         embed_dim, depth, num_heads, mlp_ratio: the ViT encoder.
-        dec_dim, dec_depth, dec_heads, dec_mlp_ratio: the attention decoder.
+        dec_dim, dec_depth, dec_heads, dec_mlp_ratio: the attention decoder; ``dec_depth=0`` builds a CTC-only
+            recognizer (no decoder).
         ctc_upsample: CTC frames per token column (16 columns x 4 = 64 frames for 25-character labels).
         charset: a built-in charset name (``"36"``, ``"62"``, ``"94"``) or the literal characters.
         max_label_length: the longest label the decoder emits.

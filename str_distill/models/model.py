@@ -61,6 +61,7 @@ class STRModel(nn.Module):
         )
         n_cls = self.tokenizer.num_classes
         self.ctc_head = CTCHead(c.embed_dim, c.grid_size, c.ctc_upsample, n_cls)
+        # dec_depth 0: a CTC-only recognizer (no decoder parameters, CTC decoding only)
         self.decoder = AttentionDecoder(
             n_cls,
             self.tokenizer.num_input_tokens,
@@ -71,7 +72,10 @@ class STRModel(nn.Module):
             c.max_label_length,
             c.embed_dim,
             c.dropout,
-        )
+        ) if c.dec_depth > 0 else None
+        if self.decoder is None:
+            self.decodings = ("ctc",)
+            self.parts = {k: v for k, v in STRModel.parts.items() if k != "decoder"}
         self.apply(_init_weights)
 
     # ------------------------------------------------------------------------------------------ encoder / CTC
@@ -84,6 +88,11 @@ class STRModel(nn.Module):
         return self.ctc_head(memory)
 
     # ------------------------------------------------------------------------------------------ decoding
+    def _attention_decoder(self) -> AttentionDecoder:
+        if self.decoder is None:
+            raise ValueError(f"{self.config.arch} has no attention decoder (dec_depth 0): decode with 'ctc'")
+        return self.decoder
+
     def decode_autoregressive(
         self, memory: torch.Tensor, max_length: int | None = None, use_cache: bool = True, return_attn: bool = False
     ) -> DecoderOutput:
@@ -98,7 +107,7 @@ class STRModel(nn.Module):
         """
         tok = self.tokenizer
         steps = min(max_length or tok.max_length, tok.max_length) + 1
-        dec = self.decoder
+        dec = self._attention_decoder()
         mkv = dec.memory_kv(memory)
         tokens = torch.full((memory.shape[0], 1), tok.BOS, dtype=torch.long, device=memory.device)
         cache: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -129,7 +138,7 @@ class STRModel(nn.Module):
         Returns:
             logits ``(B, max_length + 1, num_classes)``; ``attn`` ``(B, max_length + 1, N)`` if asked.
         """
-        tok, dec = self.tokenizer, self.decoder
+        tok, dec = self.tokenizer, self._attention_decoder()
         b, steps = memory.shape[0], tok.max_length + 1
         mkv = dec.memory_kv(memory)
         bos = torch.full((b, 1), tok.BOS, dtype=torch.long, device=memory.device)
@@ -175,10 +184,12 @@ class STRModel(nn.Module):
         Args:
             images: ``(B, 3, H, W)``.
             targets: ``(B, L + 2)`` from :meth:`Tokenizer.encode` (``[BOS, chars, EOS, PAD...]``).
-            passes: which decoder passes to run (``"ar"`` always runs).
+            passes: which decoder passes to run (``"ar"`` always runs; none without a decoder).
             return_layers: 1-based encoder blocks whose outputs go to :attr:`TrainOutput.taps`.
         """
         memory, taps = self.encoder(images, return_layers=return_layers) if return_layers else (self.encode(images), [])
+        if self.decoder is None:  # CTC-only: no decoder passes
+            return TrainOutput(memory, list(taps), self.ctc_logits(memory), None, None, None)
         dec, pad = self.decoder, self.tokenizer.PAD
         mkv = dec.memory_kv(memory)
         content = targets[:, :-1]

@@ -65,6 +65,13 @@ def _siga_vit_b() -> ModelConfig:
     return ModelConfig(arch="siga-vit-b", embed_dim=512, depth=12, num_heads=8, dec_dim=512, dec_heads=8)
 
 
+@register_model("siga-vit-t-ctc")
+def _siga_vit_t_ctc() -> ModelConfig:
+    """The CPU student: ViT-Tiny width (192, 3 heads), 8 blocks on 8x8 patches (a 4x16 grid of 64 tokens), CTC only."""
+    return ModelConfig(arch="siga-vit-t-ctc", patch_size=(8, 8), embed_dim=192, depth=8, num_heads=3, dec_dim=192,
+                       dec_depth=0, dec_heads=3)
+
+
 @register_model("ppocrv6-small")
 def _ppocrv6_small() -> PPOCRConfig:
     """PP-OCRv6 small rec: PPLCNetV4-style backbone (96/192/384), LightSVTR neck (120), CTC over 18,710 classes."""

@@ -21,16 +21,17 @@ Conventions shared by the training loops:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 
 __all__ = [
-    "DistContext", "context", "env_world_size", "init_from_env", "launched", "local_batch_size", "shutdown",
-    "wrap_ddp",
+    "DistContext", "context", "env_world_size", "exit_process", "init_from_env", "launched", "local_batch_size",
+    "shutdown", "wrap_ddp",
 ]
 
 _CONTROL: Any = None  # a gloo group for small CPU messages when the main backend is nccl
@@ -196,6 +197,22 @@ def shutdown(wait: bool = True) -> None:
             _CONTROL = None
             dist.destroy_process_group()
     _CONTROL = None
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a ``torchrun`` worker right after :func:`shutdown`: flush stdout/stderr, then ``os._exit(code)``.
+
+    Skipping interpreter finalization is deliberate: gloo's C++ worker threads can still be unwinding while Python
+    tears down, which now and then aborts a process that has finished all its work (``terminate called without an
+    active exception``, exit code -6) and makes ``torchrun`` report the whole job as failed. Every file the job
+    writes is closed before this point.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def wrap_ddp(module: torch.nn.Module, device: torch.device, find_unused_parameters: bool = False,

@@ -72,7 +72,8 @@ class TrainConfig:
         freeze: parts of the model held fixed (names from the model's ``parts``: ``backbone``, ``neck``,
             ``head`` for PP-OCR models; ``encoder``, ``ctc_head``, ``decoder`` for ViT recognizers).
         freeze_bn: keep BatchNorm layers in eval mode (running statistics fixed) while training.
-        keep_best: also export the weights of the best validation so far to ``best/`` (early stopping keeps them).
+        keep_best: also export the weights of the best validation so far to ``best/`` (early stopping keeps them);
+            the best is the highest word accuracy, ties broken by the higher 1-NED.
         patience: stop after this many validations without a better score (0 = never stop early).
     """
 
@@ -598,7 +599,10 @@ class Trainer:
         tot = res.total
         if len(res.sets) > 1:
             self._record({"type": "val", "step": self.step, "set": "total", **tot.to_dict()})
-        if self.best is None or tot.accuracy > self.best["accuracy"]:
+        # word accuracy first, 1-NED breaks ties: early in training (every word still wrong) the best weights are
+        # those closest to the text, not the first ones validated
+        if self.best is None or (tot.accuracy, tot.one_minus_ned) > (self.best["accuracy"],
+                                                                     self.best.get("one_minus_ned", 0.0)):
             self.best = {"step": self.step, "accuracy": tot.accuracy, "one_minus_ned": tot.one_minus_ned}
             self._stale = 0
             if c.keep_best:

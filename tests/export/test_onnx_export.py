@@ -54,6 +54,28 @@ def test_vit_every_decoding_matches_torch(tiny_vit: STRModel, vit_onnx: Path, ba
     np.testing.assert_array_equal(run(vit_onnx, x), run(vit_onnx, x, 2))  # the input defaults to autoregressive
 
 
+def test_a_ctc_only_vit_exports_one_ctc_graph(tmp_path: Path) -> None:
+    """``dec_depth=0`` (the CPU student's shape): one output, no ``decoding`` input, CTC metadata; the predictor
+    reads the file like the torch model."""
+    from str_distill import Recognizer
+    from tests.conftest import make_tiny_model
+
+    model = make_tiny_model(seed=3, dec_depth=0, patch_size=(8, 8))
+    path = export_onnx(model, tmp_path / "ctc.onnx")
+    proto = onnx.load(str(path))
+    assert [i.name for i in proto.graph.input] == ["images"] and [o.name for o in proto.graph.output] == ["logits"]
+    info = read_info(session(path).get_modelmeta().custom_metadata_map)
+    assert info.decodings == ("ctc",) and info.modes == () and not info.has_selector
+    x = torch.randn(3, 3, 32, 128, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model(x, "ctc").logits.numpy()
+    np.testing.assert_allclose(run(path, x), expected, atol=TOL, rtol=0)
+    pixels = list((torch.rand(4, 32, 128, 3, generator=torch.Generator().manual_seed(1)) * 255).byte().numpy())
+    torch_rec = Recognizer(model, device="cpu", dtype="float32")
+    assert [p.text for p in Recognizer.from_pretrained(path).predict(pixels)] == \
+        [p.text for p in torch_rec.predict(pixels)]
+
+
 @pytest.mark.parametrize(("batch", "width"), [(1, 64), (2, 320), (3, 200)])
 def test_ppocr_dynamic_batch_and_width_match_torch(tiny_ppocr: PPOCRRecognizer, ppocr_onnx: Path, batch: int,
                                                    width: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_tiny_model
 
 from str_distill.models import ModelConfig, STRModel, create_model, get_config, list_models
 
@@ -128,3 +129,40 @@ def test_charset_changes_only_charset_dependent_layers(tiny_config: ModelConfig)
     b = STRModel(ModelConfig.from_dict({**tiny_config.to_dict(), "charset": "36"})).state_dict()
     differ = sorted(k for k in a if a[k].shape != b[k].shape)
     assert differ and all(k.startswith(("decoder.head.", "decoder.tok_emb.", "ctc_head.classifier.")) for k in differ)
+
+
+def test_a_ctc_only_vit_has_no_decoder_and_decodes_with_ctc(images: torch.Tensor, tmp_path) -> None:  # noqa: ANN001
+    """``dec_depth=0``: no decoder parameters, CTC decoding only (attention decoding is refused by name), training
+    outputs carry no decoder passes, and the weights round-trip through save/load and the predictor."""
+    from str_distill import Recognizer
+    from str_distill.hub.serialization import save_pretrained
+
+    model = make_tiny_model(dec_depth=0, patch_size=(8, 8))
+    assert model.decoder is None and model.decodings == ("ctc",) and "decoder" not in model.parts
+    assert not any(k.startswith("decoder.") for k in model.state_dict())
+    assert STRModel.decodings == ("attention", "ctc") and "decoder" in STRModel.parts  # the class is untouched
+    out = model(images, decoding="ctc")
+    assert out.logits.shape == (images.shape[0], 16 * model.config.ctc_upsample, model.tokenizer.num_classes)
+    for call in (lambda: model(images), lambda: model.decode_parallel(model.encode(images))):
+        with pytest.raises(ValueError, match="no attention decoder"):
+            call()
+    targets = model.tokenizer.encode(["ab", "c"] + ["d"] * (images.shape[0] - 2))
+    train = model.forward_train(images, targets, return_layers=(1,))
+    assert train.ar is None and train.parallel is None and train.cloze is None and len(train.taps) == 1
+    assert torch.equal(train.ctc_logits, out.logits)
+    rec = Recognizer.from_pretrained(save_pretrained(model, tmp_path / "m"), device="cpu", dtype="float32")
+    torch.manual_seed(2)
+    pixels = (torch.rand(3, 32, 128, 3) * 255).byte()
+    x = (pixels.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        ref = [d.text for d in model.tokenizer.decode(model(x, decoding="ctc").logits.softmax(-1), mode="ctc")]
+    assert [p.text for p in rec.predict(list(pixels.numpy()))] == ref  # the predictor picks CTC by itself
+
+
+def test_the_cpu_student_config() -> None:
+    """``siga-vit-t-ctc``: 64 tokens (8x8 patches on 32x128), 8 blocks of width 192, CTC only, under 5M parameters."""
+    c = get_config("siga-vit-t-ctc")
+    assert c.grid_size == (4, 16) and c.depth == 8 and c.embed_dim == 192 and c.dec_depth == 0
+    with torch.device("meta"):
+        model = create_model("siga-vit-t-ctc")
+    assert model.decodings == ("ctc",) and 3e6 < model.num_parameters() < 5e6

@@ -66,6 +66,25 @@ def test_ctc_only_loss_falls(tmp_path: Path) -> None:
     assert sum(losses[-5:]) < 0.7 * sum(losses[:5])
 
 
+def test_a_ctc_only_vit_trains_on_ctc_alone(tmp_path: Path) -> None:
+    """The CPU student's shape (``dec_depth=0``): the trainer runs no decoder pass and the CTC loss falls."""
+    from conftest import make_tiny_model
+
+    root = make_words(tmp_path / "w")
+    model = make_tiny_model(dec_depth=0, patch_size=(8, 8), charset="36").train()
+    sources, _ = build_sources(parse_specs([str(root)]), model.tokenizer.charset, model.tokenizer.max_length)
+    proc = SampleProcessor(model.tokenizer, Preprocessor(model.config))
+    trainer = Trainer(model, config(batch_size=8, lr=3e-3, steps=40, warmup=0.1),
+                      lambda start: MixedBatchStream(sources, proc, 8, seed=0, start=start), tmp_path / "run",
+                      device="cpu", log=lambda m: None)
+    assert trainer.config.loss_weights.ar == 0 and trainer.config.loss_weights.ctc > 0
+    trainer.fit()
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in recs if r["type"] == "train"]
+    assert "ar" not in recs[1] and "ctc" in recs[1]
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5])
+
+
 def _run(tmp_path: Path, name: str, resume: bool = False, stop_at: int | None = None) -> list[float]:
     root = tmp_path / "w"
     if not root.exists():

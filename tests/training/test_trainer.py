@@ -225,3 +225,34 @@ def test_resume_in_the_middle_of_a_reused_batch(tmp_path: Path) -> None:
     resumed = run("part", 5, resume=True)
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_keep_best_breaks_accuracy_ties_with_1_ned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While every word is still wrong, ``best/`` follows the validation whose texts are closest (1-NED); a higher
+    word accuracy always wins, and a worse result never replaces the best."""
+    import importlib
+
+    from str_distill.training.metrics import WordMetrics
+
+    ev = importlib.import_module("str_distill.training.evaluate")  # the module (the package exports the function)
+
+    root = make_words(tmp_path / "words")
+    model = make_tiny_model(charset="36").train()
+    trainer = Trainer(model, quiet_config(batch_size=4, steps=1, keep_best=True), stream_factory(model, root, 4),
+                      tmp_path / "run", val_sets=[("words", FolderDataset(root))], device="cpu", log=lambda m: None)
+    readings = iter([("xxxxx", "hello"), ("hexxx", "hello"), ("hellx", "hello"), ("hello", "hello"),
+                     ("hellx", "hello")])
+
+    def fake_evaluate(*args, **kwargs):
+        m = WordMetrics("36")
+        m.update(*next(readings))
+        return ev.EvalResult([ev.SetResult("words", m)], protocol="36")
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    steps = []
+    for step in range(5):
+        trainer.step = step
+        trainer.validate()
+        steps.append(trainer.best["step"])
+    assert steps == [0, 1, 2, 3, 3]
+    assert trainer.best["accuracy"] == 1.0 and (tmp_path / "run" / "best").is_dir()
