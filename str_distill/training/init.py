@@ -10,6 +10,12 @@ When the charset differs, only the layers whose size depends on it change. ViT r
 family: its ``head``) keep the row of every character the two charsets share and the blank's, and initialize only
 the rows of new characters, which the message names. Every other tensor must match in shape, or a ``ValueError``
 lists them.
+
+A shallower model of the same family can start from a deeper one (*depth pruning*, the way a distilled student is
+initialized from its teacher's layers): for PP-OCR models whose stages have the same widths but fewer blocks, each
+student stage takes the teacher stage's blocks at evenly spaced indices (:func:`stage_block_map`: the first, i.e.
+the down-sampling block, and the last are always kept; 7 -> 4 keeps 0, 2, 4, 6). Kept blocks must agree on having
+squeeze-and-excitation. The message lists the blocks kept.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from torch import nn
 from ..models.model import STRModel
 from ..tokenizer import resolve_charset
 
-__all__ = ["CHARSET_LAYERS", "initialize_from", "is_encoder_checkpoint", "reinit_charset_layers", "remap_rows"]
+__all__ = ["CHARSET_LAYERS", "initialize_from", "is_encoder_checkpoint", "reinit_charset_layers", "remap_rows",
+           "stage_block_map"]
 
 CHARSET_LAYERS: tuple[str, ...] = ("ctc_head.classifier", "decoder.head", "decoder.tok_emb")
 
@@ -65,6 +72,53 @@ def remap_rows(model: nn.Module, src_state: dict[str, torch.Tensor], src_charset
                 if r >= 0:
                     layer.bias[i] = b_src[r].to(layer.bias.dtype)
     return sum(r >= 0 for r in rows), fresh
+
+
+def stage_block_map(source_depths: tuple[int, ...], depths: tuple[int, ...]) -> list[list[int]]:
+    """For each stage, the source block each of the ``depths[s]`` blocks starts from: evenly spaced indices that
+    always include the first and the last block (``round(linspace(0, D - 1, d))``).
+
+    Raises:
+        ValueError: different numbers of stages, or a stage deeper than the source's.
+    """
+    if len(source_depths) != len(depths):
+        raise ValueError(f"stage counts differ: source {tuple(source_depths)}, model {tuple(depths)}")
+    out = []
+    for s, (big, small) in enumerate(zip(source_depths, depths)):
+        if not 0 < small <= big:
+            raise ValueError(f"stage {s} has {small} blocks; it can start from a source stage of {big} blocks only "
+                             "when 0 < blocks <= source blocks")
+        out.append([0] if small == 1 else [round(i * (big - 1) / (small - 1)) for i in range(small)])
+    return out
+
+
+def _depth_pruned_state(model: nn.Module, src: nn.Module, where: str) -> tuple[dict[str, torch.Tensor], str] | None:
+    """The source state renamed onto a shallower PP-OCR ``model`` (stage blocks picked by :func:`stage_block_map`),
+    with a message; ``None`` when the two have the same depths or are not both depth-configurable."""
+    mc, sc = model.config, src.config
+    if not (hasattr(mc, "depths") and hasattr(sc, "depths")) or tuple(mc.depths) == tuple(sc.depths):
+        return None
+    if tuple(mc.channels) != tuple(sc.channels):
+        raise ValueError(f"cannot initialize {mc.arch!r} from {where} ({sc.arch!r}): stage widths differ "
+                         f"({tuple(mc.channels)} vs {tuple(sc.channels)})")
+    pick = stage_block_map(tuple(sc.depths), tuple(mc.depths))
+    for s, blocks in enumerate(pick):
+        for i, j in enumerate(blocks):
+            if (i in mc.se_blocks[s]) != (j in sc.se_blocks[s]):
+                raise ValueError(f"cannot initialize {mc.arch!r} from {where} ({sc.arch!r}): stage {s} block {i} "
+                                 f"starts from source block {j}, and only one of them has squeeze-and-excitation "
+                                 f"(model se_blocks {mc.se_blocks[s]}, source {sc.se_blocks[s]})")
+    state = {}
+    for key, value in src.state_dict().items():
+        if key.startswith("stages."):
+            _, s, b, rest = key.split(".", 3)
+            for i, j in enumerate(pick[int(s)]):
+                if j == int(b):
+                    state[f"stages.{s}.{i}.{rest}"] = value
+        else:
+            state[key] = value
+    desc = "; ".join(f"stage {s}: {blocks}" for s, blocks in enumerate(pick))
+    return state, f"depth-pruned from {tuple(sc.depths)} to {tuple(mc.depths)} blocks per stage, keeping {desc}"
 
 
 def _charset_desc(charset: str) -> str:
@@ -130,6 +184,9 @@ def initialize_from(model: nn.Module, source: str | Path | nn.Module, name: str 
 
         src, where = load_model(source), repr(str(source))
     state = src.state_dict()
+    pruned = _depth_pruned_state(model, src, where)
+    if pruned is not None:
+        state = pruned[0]
     same_charset = resolve_charset(src.config.charset) == resolve_charset(model.config.charset)
     if type(src.config) is not type(model.config):
         raise ValueError(f"cannot initialize {model.config.arch!r} from {where} ({src.config.arch!r}): they belong "
@@ -157,6 +214,8 @@ def initialize_from(model: nn.Module, source: str | Path | nn.Module, name: str 
         )
     unused = sorted(k for k in state if k not in target)
     msgs = [f"initialized from {where} ({src.config.arch}): {copied} of {len(target)} tensors copied"]
+    if pruned is not None:
+        msgs.append(pruned[1])
     if unused:
         msgs.append(f"ignored {len(unused)} tensors of the source not in this model: {unused[:6]}")
     if not same_charset and getattr(model, "charset_rows", None):

@@ -130,3 +130,15 @@ def test_prune_charset_keeps_the_rows_of_those_characters() -> None:
     torch.testing.assert_close(part, full[..., rows])
     with pytest.raises(ValueError, match="not in the model's charset"):
         prune_charset(model, "ab\u00e9")
+
+
+def test_cpu_student_is_a_shallower_ppocr_read_at_32_pixels() -> None:
+    cfg = get_config("siga-lcnet-t-ctc")
+    assert isinstance(cfg, PPOCRConfig) and cfg.depths == (3, 4, 2) and cfg.height == 32 and cfg.charset == "94"
+    with torch.device("meta"):
+        model = create_model("siga-lcnet-t-ctc")
+    assert model.num_parameters() == 1_839_599
+    assert model.tokenizer.num_classes == 95
+    pre = Preprocessor(cfg)
+    x = pre(Image.new("RGB", (50, 20)))  # aspect 2.5 -> 80 wide at 32 high
+    assert tuple(x.shape) == (3, 32, 80) and pre.padded_width(80) == 128  # padded to the 128 minimum

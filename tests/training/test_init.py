@@ -65,3 +65,53 @@ def test_encoder_only_checkpoint(tmp_path: Path) -> None:
     assert torch.equal(model.decoder.head.weight, dec_before)
     with pytest.raises(ValueError, match="does not match"):
         initialize_from(make_tiny_model(embed_dim=32), d / "encoder.safetensors")
+
+
+# ---- depth pruning: a shallower PP-OCR student starts from its teacher's blocks ----
+
+PP_TINY = dict(stem_channels=[8, 4], channels=[16, 24, 32], depths=[3, 5, 3], se_blocks=[[0], [2], [1]], neck_dim=16,
+               neck_heads=2, neck_depth=1, charset="94", max_label_length=40, min_width=64, max_width=256)
+
+
+def _pp(seed: int, **kw: object) -> torch.nn.Module:
+    from str_distill.models import create_model
+
+    torch.manual_seed(seed)
+    return create_model("ppocrv6-small", **{**PP_TINY, **kw})
+
+
+def test_stage_block_map_keeps_first_and_last_evenly_spaced() -> None:
+    from str_distill.training.init import stage_block_map
+
+    assert stage_block_map((3, 7, 3), (3, 4, 2)) == [[0, 1, 2], [0, 2, 4, 6], [0, 2]]
+    assert stage_block_map((5,), (1,)) == [[0]]
+    with pytest.raises(ValueError, match="stage 1 has 8 blocks"):
+        stage_block_map((3, 7), (3, 8))
+    with pytest.raises(ValueError, match="stage counts differ"):
+        stage_block_map((3, 7), (3,))
+
+
+def test_shallower_student_takes_the_teachers_blocks() -> None:
+    teacher = _pp(0)
+    student = _pp(1, depths=[2, 3, 2], se_blocks=[[0], [1], []], charset="36")
+    msgs = initialize_from(student, teacher, "teacher")
+    assert any("keeping stage 0: [0, 2]; stage 1: [0, 2, 4]; stage 2: [0, 2]" in m for m in msgs), msgs
+    t, s = teacher.state_dict(), student.state_dict()
+    for stage, pick in enumerate([[0, 2], [0, 2, 4], [0, 2]]):
+        for i, j in enumerate(pick):
+            prefix = f"stages.{stage}."
+            for key in (k for k in t if k.startswith(f"{prefix}{j}.")):
+                assert torch.equal(s[key.replace(f"{prefix}{j}.", f"{prefix}{i}.", 1)], t[key]), key
+    for key in (k for k in t if not k.startswith(("stages.", "head."))):
+        assert torch.equal(s[key], t[key]), key
+    # the head keeps the blank's row and the rows of the 36 shared characters, in the student's order
+    assert torch.equal(s["head.weight"][0], t["head.weight"][0])
+    assert torch.equal(s["head.weight"][1], t["head.weight"][1])  # "0" is first in both charsets
+
+
+def test_pruning_refuses_squeeze_excitation_mismatch_and_other_widths() -> None:
+    teacher = _pp(0)
+    with pytest.raises(ValueError, match="stage 1 block 1 starts from source block 2.*squeeze-and-excitation"):
+        initialize_from(_pp(1, depths=[2, 3, 2], se_blocks=[[0], [], []]), teacher)
+    with pytest.raises(ValueError, match="stage widths differ"):
+        initialize_from(_pp(1, depths=[2, 3, 2], channels=[16, 24, 40], se_blocks=[[0], [1], []]), teacher)
