@@ -1,6 +1,6 @@
 """Read the example word images with the Python API and compare with ``labels.tsv``.
 
-    python examples/predict.py                          # the bundled default model (ppocrv6-small.scene-ft)
+    python examples/predict.py                          # the bundled default model (ppocrv6-small.scene-ft-neck)
     python examples/predict.py --model path/to/model    # a save_pretrained() directory or a .safetensors file
     python examples/predict.py --decoding ctc img1.png img2.jpg
 

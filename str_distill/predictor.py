@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .preprocess import MAX_PIXELS, InputError, Preprocessor, iter_inputs, load_image
+from .preprocess import MAX_PIXELS, InputError, Preprocessor, iter_inputs, load_image, resolve_data_config
 
 __all__ = ["DEFAULT_MODEL", "InputError", "Prediction", "Recognizer", "resolve_decoding", "resolve_device",
            "resolve_dtype"]
@@ -77,6 +77,21 @@ class Prediction:
     attention: torch.Tensor | None = None
 
 
+def _with_min_width(config: Any, min_width: int | None) -> Any:
+    """``config``'s preprocessing description with ``min_width`` replaced (``None``: ``config`` itself)."""
+    if min_width is None:
+        return config
+    if isinstance(min_width, bool) or not isinstance(min_width, int) or min_width < 0:
+        raise ValueError(f"min_width must be a non-negative integer or None, got {min_width!r}")
+    data = resolve_data_config(config)
+    if data["resize"] != "keep_ratio_pad":
+        raise ValueError(f"min_width applies to variable-width models; {config.arch!r} reads a fixed "
+                         f"{data['height']}x{data['width']} input")
+    if min_width > data["max_width"]:
+        raise ValueError(f"min_width {min_width} is larger than the model's max_width {data['max_width']}")
+    return {**data, "min_width": min_width}
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"``: CUDA when available, else CPU; otherwise ``torch.device(device)``, checked to exist."""
     if isinstance(device, str) and device == "auto":
@@ -115,6 +130,9 @@ class Recognizer:
         max_pixels: inputs of more pixels are an :class:`InputError` (default 25 megapixels; JPEGs are first
             decoded at 1/2, 1/4 or 1/8 scale if that fits); ``None``: no limit (see
             :func:`~str_distill.preprocess.load_image`).
+        min_width: variable-width models only: pad narrower images to this width instead of the weights' own
+            ``min_width`` (``None``). The network's time grows with the padded width, so a smaller value reads
+            short words faster, at an accuracy that must be measured (see the models documentation).
 
     Thread safety: ``predict`` and ``iter_predict`` may be called from several threads at once on one recognizer
     (they read the model and change nothing); ``to()`` must not run while another thread predicts.
@@ -128,10 +146,11 @@ class Recognizer:
         keep_aspect_ratio: bool = False,
         rotate_tall: bool = False,
         max_pixels: int | None = MAX_PIXELS,
+        min_width: int | None = None,
     ) -> None:
         self._model = model.eval()
         self.max_pixels = max_pixels
-        self.preprocessor = Preprocessor(model.config, keep_aspect_ratio, rotate_tall)
+        self.preprocessor = Preprocessor(_with_min_width(model.config, min_width), keep_aspect_ratio, rotate_tall)
         #: ``"torch"``, or ``"onnxruntime"`` for an exported model (:class:`~str_distill.backends.ort_model.
         #: ONNXRuntimeModel`: CPU, float32, no ``to()``/``save_pretrained()``)
         self.backend: str = getattr(model, "backend", "torch")
@@ -158,6 +177,7 @@ class Recognizer:
         max_pixels: int | None = MAX_PIXELS,
         backend: Literal["torch", "onnxruntime"] = "torch",
         threads: int | None = None,
+        min_width: int | None = None,
     ) -> Recognizer:
         """Load weights from a manifest name, a local directory or ``.safetensors`` file, or ``hf-hub:org/repo``.
 
@@ -166,6 +186,7 @@ class Recognizer:
         contract, except that attention maps and other ``refine_iters`` than the exported one are refused. A
         ``.onnx`` file written by ``str-distill export`` is always read with onnxruntime. ``threads``: intra-op
         threads of the onnxruntime session; with torch, ``torch.set_num_threads(threads)`` (process-wide).
+        ``min_width``: see :class:`Recognizer`.
 
         Without a name, the manifest's default model (bundled in the package, read offline). See
         :func:`str_distill.hub.loading.load_model` for the resolution order and the errors raised.
@@ -196,14 +217,14 @@ class Recognizer:
                 onnx_model = ONNXRuntimeModel.from_model(torch_model, threads=threads, source=str(name_or_path))
                 del torch_model
             return cls(onnx_model, "cpu", None, keep_aspect_ratio, rotate_tall,  # type: ignore[arg-type]
-                       max_pixels=max_pixels)
+                       max_pixels=max_pixels, min_width=min_width)
         if threads is not None:
             torch.set_num_threads(threads)
         model = load_model(name_or_path, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)
         if dtype is None and isinstance(name_or_path, str) and resolve_device(device).type == "cpu":
             record = get_record(name_or_path) or {}
             dtype = (record.get("inference") or {}).get("cpu_dtype")
-        return cls(model, device, dtype, keep_aspect_ratio, rotate_tall, max_pixels=max_pixels)
+        return cls(model, device, dtype, keep_aspect_ratio, rotate_tall, max_pixels=max_pixels, min_width=min_width)
 
     @property
     def model(self) -> nn.Module:

@@ -19,7 +19,6 @@ IIIT5K. The script then
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
@@ -29,7 +28,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "recipes" / "finetune"))
+sys.path.insert(0, str(REPO / "recipes"))
 
+from bundling import check_manifest, measure, publish, validation_metric  # noqa: E402
 from compare import SEED, VAL_SPLIT, evaluate  # noqa: E402
 
 from str_distill.hub import manifest as mf  # noqa: E402
@@ -83,14 +84,6 @@ def speed_metrics(path: Path, name: str, command: str) -> dict[str, Any]:
     return {"rows": rows, "command": command}
 
 
-def _port_recipe() -> Any:
-    spec = importlib.util.spec_from_file_location("ppocrv6_bundle", REPO / "recipes" / "ppocrv6" / "bundle.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", type=Path, help="the candidate's save_pretrained folder")
@@ -123,16 +116,10 @@ def main() -> int:
         if not ships:
             print("refused: " + "; ".join(why), file=sys.stderr)
             return 1
-        port = _port_recipe()
-        metrics, cpu_dtype = port.measure(out, args.data_root / "IIIT5K")
-        for m in metrics.values():
-            m["command"] = m["command"].replace("{name}", args.name)
-        metrics["validation"] = {
-            "accuracy": check["val/36"], "protocol": "36", "count": check["val/36/count"],
-            "by_protocol": {"36": check["val/36"], "94": check["val/94"]},
-            "what": f"{int(VAL_SPLIT * 100)} % of every real training set held out (seed {SEED})",
-            "command": "python recipes/student/train.py --data-root DATA -o OUT",
-        }
+        metrics, cpu_dtype = measure(out, args.data_root / "IIIT5K", args.name)
+        metrics["validation"] = validation_metric(
+            check, f"{int(VAL_SPLIT * 100)} % of every real training set held out (seed {SEED})",
+            "python recipes/student/train.py --data-root DATA -o OUT")
         depths = "/".join(map(str, model.config.depths))
         desc = (f"str-distill's CPU student {arch}: PP-OCRv6 small's layers with {depths} blocks per stage,"
                 f" read {model.config.height} pixels high, 94-character CTC head; started from the "
@@ -155,16 +142,10 @@ def main() -> int:
                          "IIIT5K/36": v["eval"]["IIIT5K/36"]} for k, v in results.items() if k != args.run},
             "validation_split": VAL_SPLIT, "seed": SEED,
         }
-        mf.update_record(args.name, rec)
         if current and current[0] != args.name:
             print(f"note: {current[0]} is still published; retire it by hand if {args.name} replaces it")
-        port.golden(args.name, REPO / "examples", REPO / "tests" / "golden" / f"{args.name}.json")
-        print(f"{args.name}: bundled ({rec['size_bytes']:,} bytes), record and golden outputs written")
-    problems = mf.validate_manifest()
-    if problems:
-        print("manifest problems:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+        publish(args.name, rec)
+    return check_manifest()
 
 
 if __name__ == "__main__":

@@ -218,15 +218,26 @@ class ONNXReader:
         model: the ``.onnx`` file (or its bytes).
         threads: onnxruntime intra-op threads (``None``: one per physical core).
         optimization, providers: see :func:`create_session`.
+        min_width: variable-width models only: pad narrower images to this width instead of the file's own
+            ``min_width`` (``None``); smaller reads short words faster, at an accuracy to be measured.
     """
 
     def __init__(self, model: str | Path | bytes, threads: int | None = None, optimization: str = "all",
-                 providers: Sequence[str] | None = None) -> None:
+                 providers: Sequence[str] | None = None, min_width: int | None = None) -> None:
         self.session = create_session(model, threads, optimization, providers)
         name = "<bytes>" if isinstance(model, bytes) else str(model)
         self.info = read_info(self.session.get_modelmeta().custom_metadata_map, name)
         d = self.info.preprocessing
         self.variable_width = d["resize"] == "keep_ratio_pad"
+        if min_width is not None:
+            if isinstance(min_width, bool) or not isinstance(min_width, int) or min_width < 0:
+                raise ValueError(f"min_width must be a non-negative integer or None, got {min_width!r}")
+            if not self.variable_width:
+                raise ValueError(f"min_width applies to variable-width models; {name} reads a fixed "
+                                 f"{d['height']}x{d['width']} input")
+            if min_width > int(d["max_width"]):
+                raise ValueError(f"min_width {min_width} is larger than the model's max_width {d['max_width']}")
+            d["min_width"] = min_width
         self.height = int(d["height"])
         self.width = int(d["width"] or d["max_width"])
         self.mean = np.asarray(d["mean"], np.float32).reshape(3, 1, 1)

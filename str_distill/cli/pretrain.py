@@ -104,25 +104,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``str-distill pretrain``; under ``torchrun`` joins the process group first."""
-    from ..training.distributed import exit_process, init_from_env, launched, shutdown
+    from ..training.distributed import run_entry
 
     if args.steps is None and args.minutes is None:
         print("error: give a budget with --steps and/or --minutes", file=sys.stderr)
         return 2
-    if not launched():
-        return _run(args)
-    try:
-        dist, args.device = init_from_env(args.device)
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        code = _run(args, main=dist.is_main)
-    except BaseException:
-        shutdown(wait=False)
-        raise
-    shutdown(wait=code == 0)
-    exit_process(code)  # ends the worker here (see its docstring)
+    return run_entry(_run, args)
 
 
 def _run(args: argparse.Namespace, main: bool = True) -> int:

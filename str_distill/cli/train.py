@@ -356,22 +356,9 @@ def run(args: argparse.Namespace) -> int:
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), the process joins the job's process group first (gloo on CPUs,
     nccl on CUDA) and trains its share; only process 0 prints and writes files.
     """
-    from ..training.distributed import exit_process, init_from_env, launched, shutdown
+    from ..training.distributed import run_entry
 
-    if not launched():
-        return _run(args)
-    try:
-        dist, args.device = init_from_env(args.device)
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        code = _run(args, main=dist.is_main)
-    except BaseException:
-        shutdown(wait=False)
-        raise
-    shutdown(wait=code == 0)
-    exit_process(code)  # ends the worker here (see its docstring)
+    return run_entry(_run, args)
 
 
 def _run(args: argparse.Namespace, main: bool = True) -> int:

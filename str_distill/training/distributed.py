@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -213,6 +213,26 @@ def exit_process(code: int) -> NoReturn:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def run_entry(run: Callable[..., int], args: Any) -> int:
+    """Run a command's body ``run(args, main=...)``: directly in a plain process; under ``torchrun`` after joining
+    the process group (a failure to join is printed as ``error: ...`` and returns 2), leaving it afterwards and
+    ending the worker with :func:`exit_process`. ``args.device`` becomes this process's device."""
+    if not launched():
+        return run(args)
+    try:
+        ctx, args.device = init_from_env(args.device)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        code = run(args, main=ctx.is_main)
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown(wait=code == 0)
+    exit_process(code)  # ends the worker here (see its docstring)
 
 
 def wrap_ddp(module: torch.nn.Module, device: torch.device, find_unused_parameters: bool = False,

@@ -57,6 +57,19 @@ def test_cv2_linear_resize_matches_the_library(tiny_ppocr: PPOCRRecognizer, ppoc
     assert diff.max() <= step + 1e-6 and (diff > 1e-6).mean() < 0.01  # rounding ties only
 
 
+def test_min_width_option(ppocr_onnx: Path, vit_onnx: Path) -> None:
+    images = sorted(EXAMPLES.glob("*.png"))
+    reader = ONNXReader(ppocr_onnx, threads=1, min_width=128)
+    assert reader.padded_width(8) == 128 and ONNXReader(ppocr_onnx).padded_width(8) == 64  # the file's own: 64
+    rec = Recognizer.from_pretrained(ppocr_onnx, threads=1, min_width=128)
+    assert [r.text for r in reader.predict(images)] == [p.text for p in rec.predict(images)]
+    for bad, match in ((-3, "non-negative"), (2.0, "non-negative"), (10_000, "larger than the model's max_width")):
+        with pytest.raises(ValueError, match=match):
+            ONNXReader(ppocr_onnx, min_width=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="variable-width models"):
+        ONNXReader(vit_onnx, min_width=128)
+
+
 def test_inputs_and_errors(ppocr_onnx: Path, tmp_path: Path) -> None:
     reader = ONNXReader(ppocr_onnx)
     a = np.asarray(Image.open(EXAMPLES / "open.png").convert("RGB"))

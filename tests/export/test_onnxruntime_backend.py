@@ -65,6 +65,13 @@ def test_ppocr_predictions_match_torch_batched_and_one_by_one(ppocr_pair: tuple[
     assert ours.preprocessor.variable_width and ours.preprocessor.data == ref.preprocessor.data
 
 
+def test_min_width_option_applies_to_the_onnx_file(tiny_ppocr: PPOCRRecognizer, ppocr_onnx: Path,
+                                                   words: list[np.ndarray]) -> None:
+    ours = Recognizer.from_pretrained(ppocr_onnx, threads=1, min_width=128)
+    assert ours.preprocessor.padded_width(8) == 128
+    assert_same(Recognizer(tiny_ppocr, device="cpu", min_width=128).predict(words), ours.predict(words))
+
+
 def test_every_input_type_and_streaming(ppocr_pair: tuple[Recognizer, Recognizer], words: list[np.ndarray],
                                         tmp_path: Path) -> None:
     _, ours = ppocr_pair

@@ -108,6 +108,30 @@ def test_predict_mixed_widths_in_input_order_and_batch_invariant(tmp_path: Path)
         rec.predict(images, decoding="attention")
 
 
+def test_min_width_option_pads_short_words_less_and_is_checked(tmp_path: Path) -> None:
+    model = make_tiny(seed=4)  # min_width 64, max_width 256
+    save_pretrained(model, tmp_path / "m")
+    images = [render_word(t, size=(h, w), seed=i) for i, (t, h, w) in
+              enumerate([("a", 40, 30), ("wide words", 30, 400), ("mid", 32, 120)])]
+    rec = Recognizer.from_pretrained(tmp_path / "m", device="cpu", min_width=160)
+    assert rec.preprocessor.padded_width(20) == 160 and rec.preprocessor.padded_width(200) == 200
+    assert Recognizer(model, device="cpu").preprocessor.padded_width(20) == 64  # the weights' own
+    # the same readings as weights whose own min_width is 160
+    wider = Recognizer(create_model("ppocrv6-small", **{**TINY, "min_width": 160}), device="cpu")
+    wider.model.load_state_dict(model.state_dict())
+    got, want = rec.predict(images), wider.predict(images)
+    assert [(p.text, round(p.confidence, 5)) for p in got] == [(p.text, round(p.confidence, 5)) for p in want]
+    assert [p.text for p in Recognizer(model, device="cpu", min_width=0).predict(images)]  # no padding at all
+    for bad, match in ((-1, "non-negative"), (1.5, "non-negative"), (True, "non-negative"), (300, "max_width 256")):
+        with pytest.raises(ValueError, match=match):
+            Recognizer(model, device="cpu", min_width=bad)  # type: ignore[arg-type]
+
+
+def test_min_width_option_refused_for_a_fixed_size_model(tiny_model) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="variable-width models"):
+        Recognizer(tiny_model, device="cpu", min_width=64)
+
+
 def test_save_load_round_trip_is_exact(tmp_path: Path) -> None:
     model = make_tiny(seed=3)
     save_pretrained(model, tmp_path / "m")
