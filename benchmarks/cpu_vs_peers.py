@@ -24,7 +24,8 @@ Engines (``--engines``), each measured in a fresh subprocess so that its peak RS
   ignored.
 
 ``--model`` takes several weights, comma-separated (e.g. the student and its teacher): each torch engine measures
-each of them.
+each of them. ``NAME@DECODING`` (or ``NAME@attention:parallel``) reads with that decoding (``ctc``, ``attention``,
+``joint``) and mode instead of the weights' default.
 
 Every engine reads the image files itself (decoding is part of the time). Reported per engine x threads x batch:
 images/s (best of ``--repeats`` passes over all images after a warm-up, and of ``--rounds`` interleaved rounds),
@@ -71,8 +72,11 @@ def load_engine(engine: str, model: str, onnx_file: str, threads: int, batch: in
         from str_distill import Recognizer
 
         dtype = "bfloat16" if engine == "torch-bf16" else None
-        rec = Recognizer.from_pretrained(model, device="cpu", dtype=dtype, threads=threads)
-        return lambda paths: [p.text for p in rec.predict(paths, batch_size=batch)]
+        name, _, how = model.partition("@")  # NAME@DECODING[:MODE], e.g. NAME@attention:parallel
+        decoding, _, mode = how.partition(":")
+        rec = Recognizer.from_pretrained(name, device="cpu", dtype=dtype, threads=threads)
+        kw = {"decoding": decoding or None, "mode": mode or "autoregressive"}
+        return lambda paths: [p.text for p in rec.predict(paths, batch_size=batch, **kw)]
     if engine == "onnxruntime":
         sys.path.insert(0, str(ROOT))
         from str_distill import Recognizer
@@ -254,7 +258,7 @@ def main() -> int:
             for key in settings:
                 threads, batch, engine, onnx_file = key
                 r = run_one(args, engine, threads, batch, onnx_file)
-                label = Path(onnx_file.partition(":")[0]).name
+                label = Path(onnx_file).name if engine.startswith("torch") else Path(onnx_file.partition(":")[0]).name
                 print(f"round {round_ + 1}/{args.rounds}: {engine} {label} threads {threads} batch {batch}: "
                       f"{r['img_s']:.1f} img/s", file=sys.stderr, flush=True)
                 if key not in best or r["img_s"] > best[key]["img_s"]:

@@ -2,7 +2,7 @@
 a time) and of str-distill's native port, on the same labelled set, in one run.
 
     pip install "str-distill[convert]" rapidocr==3.10.0 onnxruntime
-    python benchmarks/ppocr_reference.py --data path/to/IIIT5K [--model ppocrv6-small.en] [--dtype float32]
+    python benchmarks/ppocr_reference.py --data path/to/IIIT5K [--model ppocrv6-small] [--dtype float32]
 
 Prints, for each protocol (36: lower-case alphanumerics; 94: printable ASCII, case-sensitive), the accuracy and 1-NED
 of the original and of the port, and how many predictions differ between them (after the protocol's filtering).
@@ -49,7 +49,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="a labels.tsv folder (e.g. IIIT5K)")
     ap.add_argument("--onnx", help="the ONNX file (default: inside the installed rapidocr)")
-    ap.add_argument("--model", default="ppocrv6-small.en", help="our weights (default: %(default)s)")
+    ap.add_argument("--model", default="ppocrv6-small", help="our weights (default: %(default)s)")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, help="only the first N images")

@@ -2,7 +2,7 @@
 
     python benchmarks/predict_speed.py                                  # random siga-vit-s, CPU, batch 64
     python benchmarks/predict_speed.py --model path/to/model_dir --device cuda --dtype float16
-    python benchmarks/predict_speed.py --model ppocrv6-small.en --matrix --onnx-reference   # CPU table + peer
+    python benchmarks/predict_speed.py --model ppocrv6-small --matrix --onnx-reference   # CPU table + peer
 
 ``--matrix`` measures 1 and 2 threads x batch 1 and 64 x float32 and bfloat16 (and float32 in NCHW memory format for
 convolutional models). ``--onnx-reference`` adds, in the same run, onnxruntime on the original PP-OCRv6 small ONNX

@@ -42,19 +42,21 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from str_distill.cli.train import build_model
     from str_distill.data import MixedBatchStream, SampleProcessor, build_sources, make_loader, parse_specs
     from str_distill.data.collate import Batch
     from str_distill.data.mix import default_num_workers
+    from str_distill.devices import resolve_device
     from str_distill.preprocess import Preprocessor
-    from str_distill.training.trainer import TrainConfig, Trainer, benchmark, resolve_device
+    from str_distill.training.benchmark import benchmark
+    from str_distill.training.run import TrainSpec, build_model
+    from str_distill.training.trainer import TrainConfig, Trainer
 
     device = resolve_device(args.device)
     compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    ns = argparse.Namespace(seed=0, model=args.model, model_arg=args.model_arg, charset=args.charset,
-                            max_length=None, init=None)
+    spec = TrainSpec.from_args(argparse.Namespace(data=[], seed=0, model=args.model, model_arg=args.model_arg,
+                                                  charset=args.charset))
     for bsz, comp, precision in [(b, c, p) for b in args.batch_sizes for c in compiles for p in args.precision]:
-        model, _ = build_model(ns, None)
+        model, _ = build_model(spec)
         tok = model.tokenizer
         pre = Preprocessor(model.config)
         if pre.variable_width:  # training batches of the variable-width family are padded to its minimum width

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from str_distill.hub.serialization import save_pretrained
-from str_distill.models import ModelConfig, STRModel, get_config
+from str_distill.models import ViTConfig, ViTRecognizer, get_config
 
 TINY = dict(depth=2, embed_dim=64, num_heads=2, dec_dim=64, dec_heads=2, dec_depth=1, dropout=0.0, drop_path=0.0)
 
@@ -20,23 +20,51 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)  # CI and dev machines are small and shared; tiny models gain nothing from threads
 
 
-def make_tiny_config(**overrides: object) -> ModelConfig:
+#: Tests that need the benchmark data (``$STR_DISTILL_DATA/IIIT5K``) skip with a reason naming this variable.
+DATA_VAR = "STR_DISTILL_DATA"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """With ``STR_DISTILL_REQUIRE_DATA=1`` (``.ci/run`` sets it when it found the data), a test that skips for want
+    of the benchmark data fails instead: a wrong path must not pass as a green run."""
+    import os
+
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("STR_DISTILL_REQUIRE_DATA") == "1" and DATA_VAR in str(report.longrepr):
+        report.outcome = "failed"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly how many tests were skipped because the benchmark data was not found, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if DATA_VAR in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("=", "benchmark data not found", yellow=True)
+        terminalreporter.write_line(
+            f"{len(skipped)} test(s) skipped because the benchmark data was not found; set {DATA_VAR} to a folder "
+            "holding IIIT5K/ (images/ + labels.tsv) to run them:")
+        for r in skipped:
+            terminalreporter.write_line(f"  {r.nodeid}")
+
+
+def make_tiny_config(**overrides: object) -> ViTConfig:
     """``siga-vit-t`` shrunk to 2 blocks of width 64 and a 1-layer decoder (~0.24M parameters)."""
     return get_config("siga-vit-t", **{**TINY, **overrides})
 
 
-def make_tiny_model(seed: int = 0, **overrides: object) -> STRModel:
+def make_tiny_model(seed: int = 0, **overrides: object) -> ViTRecognizer:
     torch.manual_seed(seed)
-    return STRModel(make_tiny_config(**overrides)).eval()
+    return ViTRecognizer(make_tiny_config(**overrides)).eval()
 
 
 @pytest.fixture
-def tiny_config() -> ModelConfig:
+def tiny_config() -> ViTConfig:
     return make_tiny_config()
 
 
 @pytest.fixture
-def tiny_model() -> STRModel:
+def tiny_model() -> ViTRecognizer:
     return make_tiny_model()
 
 
@@ -86,7 +114,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 @pytest.fixture
 def model_factory():  # noqa: ANN201 - returns make_tiny_model
-    """``model_factory(seed=0, **config_overrides) -> STRModel``: a fresh tiny random model."""
+    """``model_factory(seed=0, **config_overrides) -> ViTRecognizer``: a fresh tiny random model."""
     return make_tiny_model
 
 

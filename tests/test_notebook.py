@@ -1,4 +1,5 @@
-"""``examples/quickstart.ipynb`` runs from top to bottom without an error (about two minutes on two CPU cores)."""
+"""``examples/quickstart.ipynb`` runs from top to bottom without an error (6 to 13 minutes on a shared 2-core
+machine: see its first cell)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def test_quickstart_notebook_saved_without_errors() -> None:
     assert NOTEBOOK.stat().st_size < 400_000, "keep the pictures small"
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path: Path) -> None:
     """Run every cell in a fresh kernel (the default model is bundled: nothing is downloaded)."""
     nbformat = pytest.importorskip("nbformat", reason="needs the test extra: nbformat")
@@ -28,7 +30,7 @@ def test_quickstart_notebook_executes(tmp_path: Path) -> None:
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
-        nb, timeout=480, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
     )
     # One torch thread, as in the rest of the suite (conftest.py): small shared machines gain nothing from more.
     # The notebook's temporary folder goes under tmp_path, removed by pytest even if a cell fails.

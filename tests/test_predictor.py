@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import render_word
 from PIL import Image
 
-from str_distill import Prediction, Recognizer, STRModel
+from str_distill import Prediction, Recognizer, ViTRecognizer
 from str_distill.preprocess import InputError
 
 
 @pytest.fixture
-def rec(tiny_model: STRModel) -> Recognizer:
+def rec(tiny_model: ViTRecognizer) -> Recognizer:
     return Recognizer(tiny_model, device="cpu")
 
 
@@ -81,7 +82,7 @@ def test_generator_is_streamed(rec: Recognizer, words: list[np.ndarray]) -> None
     assert seen == pulled == 23
 
 
-def test_predict_memory_bounded_for_long_generator(tiny_model: STRModel) -> None:
+def test_predict_memory_bounded_for_long_generator(tiny_model: ViTRecognizer) -> None:
     rec = Recognizer(tiny_model, device="cpu")
     n, shape = 150, (200, 1000, 3)  # 90 MB if all images were held at once
 
@@ -159,10 +160,13 @@ def test_prediction_fields(rec: Recognizer, words: list[np.ndarray]) -> None:
             assert 0.0 <= p.confidence <= 1.0
             assert p.char_probs.shape == (len(p.text),) and p.char_probs.dtype == torch.float32
             assert p.attention is None
-            assert p.confidence <= float(p.char_probs.prod()) + 1e-6
+            assert p.path_probability <= float(p.char_probs.prod()) + 1e-6
+            assert p.path_probability <= p.confidence + 1e-6  # a product of probabilities <= the lowest of them
+            if len(p.text):
+                assert p.confidence <= float(p.char_probs.min()) + 1e-6
 
 
-def test_attention_maps(rec: Recognizer, words: list[np.ndarray], tiny_model: STRModel) -> None:
+def test_attention_maps(rec: Recognizer, words: list[np.ndarray], tiny_model: ViTRecognizer) -> None:
     with torch.no_grad():  # make the decoder stop after a few characters so T varies with the text
         tiny_model.decoder.head.bias[0] = 4.0
     for mode in ("autoregressive", "parallel"):
@@ -172,7 +176,7 @@ def test_attention_maps(rec: Recognizer, words: list[np.ndarray], tiny_model: ST
             assert torch.allclose(p.attention.sum((1, 2)), torch.ones(len(p.text) + 1), atol=1e-4)
 
 
-def test_device_and_dtype(tiny_model: STRModel, model_factory, words: list[np.ndarray]) -> None:  # noqa: ANN001
+def test_device_and_dtype(tiny_model: ViTRecognizer, model_factory, words: list[np.ndarray]) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="bfloat16"):
         Recognizer(tiny_model, device="cpu", dtype=torch.float16)
     with pytest.raises(ValueError, match="dtype"):
@@ -194,22 +198,23 @@ def test_device_and_dtype(tiny_model: STRModel, model_factory, words: list[np.nd
 
 
 def test_model_property_save_and_reload(rec: Recognizer, words: list[np.ndarray], tmp_path: Path) -> None:
-    assert isinstance(rec.model, STRModel)
+    assert isinstance(rec.model, ViTRecognizer)
     rec.save_pretrained(tmp_path / "m")
     again = Recognizer.from_pretrained(tmp_path / "m", device="cpu")
     assert all(same(a, b, atol=0) for a, b in zip(rec.predict(words), again.predict(words)))
     assert "Recognizer(arch='siga-vit-t'" in repr(again)
 
 
-def test_options_are_applied(tiny_model: STRModel) -> None:
+def test_options_are_applied(tiny_model: ViTRecognizer) -> None:
     tall = Image.new("RGB", (20, 90), "white")
     tall.paste((0, 0, 0), (0, 0, 20, 20))
     a = Recognizer(tiny_model, device="cpu", rotate_tall=True)
     b = Recognizer(tiny_model, device="cpu")
     c = Recognizer(tiny_model, device="cpu", keep_aspect_ratio=True)
-    assert a.preprocessor.rotate_tall and c.preprocessor.keep_aspect_ratio
-    outs = [r.predict([tall], decoding="ctc")[0].char_probs for r in (a, b, c)]
-    assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[1], outs[2])
+    assert a.orientation == "tall" and b.orientation == "upright" and c.preprocessor.keep_aspect_ratio
+    outs = [r.predict([tall], decoding="ctc")[0] for r in (a, b, c)]
+    assert not torch.equal(outs[1].char_probs, outs[2].char_probs)
+    assert outs[0].rotation in (0, 90, 270) and outs[1].rotation == outs[2].rotation == 0
 
 
 def test_progress_bar_goes_to_stderr(rec: Recognizer, words: list[np.ndarray], capsys: pytest.CaptureFixture) -> None:
@@ -256,3 +261,86 @@ def test_example_predict_script(tiny_model_dir: Path, monkeypatch: pytest.Monkey
     assert "8/8 read exactly" in capsys.readouterr().out
     assert run_example(["--model", "siga-vit-s"], monkeypatch) == 1
     assert "not yet trained" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ orientation, warnings
+@pytest.fixture(scope="module")
+def default_rec() -> Recognizer:
+    return Recognizer.from_pretrained(device="cpu", dtype="float32")
+
+
+def test_orientation_reads_words_turned_every_way(default_rec: Recognizer) -> None:
+    word = Image.fromarray(render_word("Welcome", size=(48, 190), seed=3))
+    turned = {r: word.rotate(r, expand=True) for r in (0, 90, 180, 270)}  # PIL: counter-clockwise
+    upright = default_rec.predict(list(turned.values()))
+    assert upright[0].text == "Welcome" and upright[0].rotation == 0
+    assert upright[1].text != "Welcome" and upright[3].text != "Welcome"  # the tall ones are misread upright
+    assert all(p.warning and "tall crop" in p.warning for p in upright[1:4:2])  # the tall ones are flagged
+    rec = Recognizer(default_rec.model, device="cpu", orientation="auto")
+    preds = rec.predict(list(turned.values()))
+    assert [p.text for p in preds] == ["Welcome"] * 4
+    # turned r degrees counter-clockwise, it reads right once turned back: (360 - r) % 360 counter-clockwise
+    assert [p.rotation for p in preds] == [0, 270, 180, 90]
+    assert preds[0].text == upright[0].text and preds[0].confidence == upright[0].confidence
+    tall = Recognizer(default_rec.model, device="cpu", rotate_tall=True).predict([turned[90], turned[270]])
+    assert [p.text for p in tall] == ["Welcome"] * 2 and all(p.warning is None for p in tall)
+    with pytest.raises(ValueError, match="orientation"):
+        Recognizer(default_rec.model, device="cpu", orientation="sideways")  # type: ignore[arg-type]
+
+
+def test_a_whole_photo_is_flagged(default_rec: Recognizer) -> None:
+    from str_distill.predictor import scene_warning
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
+    for i, w in enumerate(("OPEN", "Bakery", "EXIT")):  # a street-like picture: a few words on clutter
+        photo.paste(Image.fromarray(render_word(w, size=(60, 200), seed=i)), (100 + 250 * i, 150 + 200 * i))
+    word = render_word("station", size=(48, 200))
+    p_photo, p_word = default_rec.predict([photo, word])
+    assert p_photo.warning and "1024x768 looks like a whole photo" in p_photo.warning and "str-distill read" in (
+        p_photo.warning)
+    assert p_word.warning is None
+    assert scene_warning(1024, 768, 0.95) is None  # read with confidence: a big word crop
+    assert scene_warning(900, 300, 0.1) is None  # at least 2x wider than high: a word or a line
+    assert scene_warning(299, 299, 0.1) is None and scene_warning(300, 300, 0.1) is not None
+
+
+def test_any_backend_runs_behind_the_recognizer(tiny_model: ViTRecognizer, words: list[np.ndarray]) -> None:
+    """The predictor knows a runtime only through the Backend interface: a backend of our own (here, torch run by
+    hand) reads the same text, and what it refuses is refused through it."""
+    from str_distill.backends.base import Backend, check_cpu_float32
+
+    class HandRun(Backend):
+        name = "by-hand"
+        device, dtype = torch.device("cpu"), torch.float32
+
+        def __init__(self, net: ViTRecognizer) -> None:
+            self.net, self.calls = net.eval(), 0
+
+        @property
+        def network(self) -> ViTRecognizer:
+            return self.net
+
+        def to(self, device=None, dtype=None) -> None:  # noqa: ANN001
+            check_cpu_float32(self.name, device, dtype)
+
+        def check_options(self, decoding: str, mode: str, refine_iters: int, return_attention: bool) -> None:
+            if return_attention:
+                raise ValueError("no attention maps by hand")
+
+        def forward(self, images, decoding, mode, refine_iters, return_attention):  # noqa: ANN001, ANN201
+            self.calls += 1
+            with torch.no_grad():
+                return self.net(images.float(), decoding, mode, refine_iters, return_attention)
+
+    backend = HandRun(tiny_model)
+    ours = Recognizer(backend)
+    ref = Recognizer(tiny_model, device="cpu").predict(words)
+    assert [p.text for p in ours.predict(words)] == [p.text for p in ref] and backend.calls > 0
+    assert ours.backend == "by-hand" and "backend='by-hand'" in repr(ours) and ours.model is tiny_model
+    with pytest.raises(ValueError, match="no attention maps"):
+        ours.predict(words, decoding="attention", return_attention=True)
+    with pytest.raises(ValueError, match="needs the torch backend"):
+        ours.save_pretrained("unused")
+    with pytest.raises(ValueError, match="runs in float32"):
+        ours.to(dtype="bfloat16")

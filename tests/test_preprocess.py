@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from str_distill.models import ModelConfig
+from str_distill.models import ViTConfig
 from str_distill.preprocess import InputError, Preprocessor, iter_inputs, load_image
 
 
@@ -240,12 +240,12 @@ def test_error_message_names_index_and_path(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ transform
-def test_preprocessor_output_and_normalization(tiny_config: ModelConfig) -> None:
+def test_preprocessor_output_and_normalization(tiny_config: ViTConfig) -> None:
     pre = Preprocessor(tiny_config)
     white = pre(Image.new("RGB", (77, 19), "white"))
     assert white.shape == (3, 32, 128) and white.dtype == torch.float32
     assert torch.allclose(white, torch.ones_like(white))  # (1 - 0.5) / 0.5
-    cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+    cfg = ViTConfig.from_dict({**tiny_config.to_dict(), "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
     black = Preprocessor(cfg)(Image.new("RGB", (10, 10)))
     assert torch.allclose(black[:, 0, 0], -torch.tensor([0.485 / 0.229, 0.456 / 0.224, 0.406 / 0.225]))
     with pytest.raises(ValueError, match="RGB"):
@@ -253,15 +253,15 @@ def test_preprocessor_output_and_normalization(tiny_config: ModelConfig) -> None
 
 
 @pytest.mark.parametrize("interp", ["bilinear", "bicubic", "area", "nearest"])
-def test_interpolation_from_config(tiny_config: ModelConfig, rgb: np.ndarray, interp: str) -> None:
-    cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "interpolation": interp})
+def test_interpolation_from_config(tiny_config: ViTConfig, rgb: np.ndarray, interp: str) -> None:
+    cfg = ViTConfig.from_dict({**tiny_config.to_dict(), "interpolation": interp})
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "area": Image.BOX, "nearest": Image.NEAREST}
     expect = np.asarray(Image.fromarray(rgb).resize((128, 32), resample[interp]), np.float32) / 255
     got = Preprocessor(cfg)(Image.fromarray(rgb)) * 0.5 + 0.5
     np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), expect, atol=1e-6)
 
 
-def test_keep_aspect_ratio_pads_with_border_colour(tiny_config: ModelConfig) -> None:
+def test_keep_aspect_ratio_pads_with_border_colour(tiny_config: ViTConfig) -> None:
     img = Image.new("RGB", (40, 20), (0, 0, 255))  # 2:1 crop into a 4:1 input: 64x32 content + padding
     img.paste((255, 255, 0), (5, 5, 35, 15))
     out = Preprocessor(tiny_config, keep_aspect_ratio=True).resize(img)
@@ -273,7 +273,7 @@ def test_keep_aspect_ratio_pads_with_border_colour(tiny_config: ModelConfig) -> 
     assert wide.size == (128, 32) and np.asarray(wide)[16, 64].tolist() == [255, 0, 0]
 
 
-def test_rotate_tall(tiny_config: ModelConfig) -> None:
+def test_rotate_tall(tiny_config: ViTConfig) -> None:
     tall = Image.new("RGB", (10, 40), "white")
     tall.paste((0, 0, 0), (0, 0, 10, 5))  # black band at the top
     rotated = np.asarray(Preprocessor(tiny_config, rotate_tall=True).resize(tall))

@@ -69,6 +69,7 @@ def test_callable_class_loads_once_and_reads(tiny_model_dir: Path, render) -> No
     assert len(out["text"]) == 3 and len(set(out["text"])) == 1 and all(e is None for e in out["error"])
 
 
+@pytest.mark.slow
 def test_ray_data_job_keeps_every_row(tiny_model_dir: Path, tmp_path: Path, render) -> None:  # noqa: ANN001
     """A local Ray (2 CPUs): 300 files read with read_binary_files, 2 actors, Parquet out; bad files are rows."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'str-distill[ray]')")

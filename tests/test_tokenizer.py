@@ -44,7 +44,8 @@ def test_ctc_collapse(frames: str, expected: str) -> None:
     assert d.text == expected
     assert d.char_probs.shape == (len(expected),)
     assert d.char_probs.dtype == torch.float32
-    assert d.confidence == pytest.approx(0.9 ** len(frames), rel=1e-5)  # greedy path probability
+    assert d.path_probability == pytest.approx(0.9 ** len(frames), rel=1e-5)  # greedy path probability
+    assert d.confidence == pytest.approx(0.9, rel=1e-5)  # the lowest: characters, or the blanks of an empty one
 
 
 def test_ctc_repeat_takes_max_prob() -> None:
@@ -79,21 +80,23 @@ def test_attention_stops_at_first_eos() -> None:
     (d,) = tok.decode(probs_for(tok, [seq], p=0.8))
     assert d.text == "Cat"
     assert d.char_probs.tolist() == pytest.approx([0.8] * 3)
-    assert d.confidence == pytest.approx(0.8**4)  # three characters and the EOS
+    assert d.path_probability == pytest.approx(0.8**4)  # three characters and the EOS
+    assert d.confidence == pytest.approx(0.8)
 
 
 def test_attention_eos_first_gives_empty_text() -> None:
     tok = Tokenizer("94")
     (d,) = tok.decode(probs_for(tok, [[0, 5, 6]], p=0.7))
     assert d.text == "" and d.char_probs.numel() == 0
-    assert d.confidence == pytest.approx(0.7)
+    assert d.confidence == pytest.approx(0.7) and d.path_probability == pytest.approx(0.7)
 
 
 def test_attention_without_eos_stops_at_max_length() -> None:
     tok = Tokenizer("36", max_length=5)
     (d,) = tok.decode(probs_for(tok, [ids(tok, "abcdef")], p=0.5))
     assert d.text == "abcde"
-    assert d.confidence == pytest.approx(0.5**5)  # no EOS factor
+    assert d.path_probability == pytest.approx(0.5**5)  # no EOS factor
+    assert d.confidence == pytest.approx(0.5)
 
 
 def test_decode_rejects_bad_shapes_and_modes() -> None:
@@ -178,11 +181,31 @@ def test_charset_validation() -> None:
         Tokenizer("36", unknown="keep")  # type: ignore[arg-type]
 
 
-def test_confidence_is_product_of_char_probs_and_eos() -> None:
+def test_path_probability_is_product_and_confidence_the_lowest_token() -> None:
     tok = Tokenizer("36")
     torch.manual_seed(0)
     probs = torch.rand(3, 8, tok.num_classes).softmax(-1)
     for d, p in zip(tok.decode(probs), probs):
         n = len(d.text)
+        tokens = d.char_probs.tolist() + ([p[n].max().item()] if n < 8 else [])
         eos = p[n].max().item() if n < 8 else 1.0
-        assert math.isclose(d.confidence, float(d.char_probs.prod()) * eos, rel_tol=1e-5)
+        assert math.isclose(d.path_probability, float(d.char_probs.prod()) * eos, rel_tol=1e-5)
+        assert math.isclose(d.confidence, min(tokens), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["ctc", "attention"])
+def test_confidence_does_not_shrink_with_length(mode: str) -> None:
+    """Every character read at 0.9: a 3- and a 24-character reading get the same confidence (attention: their path
+    probabilities differ by a factor 0.9 ** 21)."""
+    tok = Tokenizer("36")
+    short, long = ids(tok, "abc"), ids(tok, "abcdefghijklmnopqrstuvwx")
+    if mode == "ctc":  # characters separated by blanks, padded with blanks to one length
+        seqs = [[x for c in s for x in (c, 0)] for s in (short, long)]
+        seqs = [s + [0] * (48 - len(s)) for s in seqs]
+    else:
+        seqs = [s + [0] * (25 - len(s)) for s in (short, long)]
+    a, b = tok.decode(probs_for(tok, seqs, p=0.9), mode=mode)
+    assert (a.text, b.text) == ("abc", "abcdefghijklmnopqrstuvwx")
+    assert a.confidence == pytest.approx(0.9, rel=1e-5) and b.confidence == pytest.approx(0.9, rel=1e-5)
+    if mode == "attention":  # (CTC: both paths have 48 frames at 0.9, blanks included)
+        assert b.path_probability < a.path_probability * 0.9**20

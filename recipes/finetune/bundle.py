@@ -28,15 +28,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "recipes" / "finetune"))
-sys.path.insert(0, str(REPO / "recipes"))
+from compare import ship_decision  # this folder's recipe (the script's folder is on sys.path)
 
-from bundling import check_manifest, measure, publish, validation_metric  # noqa: E402
-from compare import SEED, TRAIN_SETS, VAL_SPLIT, evaluate, ship_decision  # noqa: E402
-
-from str_distill.hub import manifest as mf  # noqa: E402
+from str_distill.hub import manifest as mf
+from str_distill.training import publish as pub
 
 ATTRIBUTION = (
     "Fine-tuned by str-distill from ppocrv6-small, itself converted from PP-OCRv6_small_rec by the PaddleOCR authors "
@@ -59,10 +54,7 @@ def main() -> int:
     ap.add_argument("--min-width", type=int, help="pad narrower images to this width (default: the base's own)")
     args = ap.parse_args()
 
-    import torch
-
     from str_distill.hub.loading import load_model
-    from str_distill.hub.serialization import save_pretrained
 
     results: dict[str, Any] = json.loads(args.results.read_text())
     original, arm = results["original"]["eval"], results[args.arm]
@@ -75,19 +67,18 @@ def main() -> int:
         base_width = model.config.min_width
         if args.min_width is not None:
             model.config.min_width = args.min_width
-        out = save_pretrained(model, Path(tmp) / args.name, dtype=torch.float16)
-        check = evaluate(out, args.data_root)
-        ships, why = ship_decision(check, original)
-        print(f"float16 weights: {check} -> {'ships' if ships else 'refused'}", flush=True)
-        if not ships:
-            print("refused after float16 rounding: " + "; ".join(why), file=sys.stderr)
+        shipped = pub.float16_candidate(model, Path(tmp) / args.name, args.data_root,
+                                    lambda c: ship_decision(c, original), "refused after float16 rounding")
+        if shipped is None:
             return 1
-        metrics, cpu_dtype = measure(out, args.data_root / "IIIT5K", args.name)
-        metrics["validation"] = validation_metric(
+        out, check = shipped
+        metrics, cpu_dtype = pub.measure(out, args.data_root / "IIIT5K", args.name)
+        metrics["validation"] = pub.validation_metric(
             check,
-            f"{int(VAL_SPLIT * 100)} % of every real training set held out (seed {SEED}): " + ", ".join(TRAIN_SETS),
-            f"str-distill eval --model {args.name} --data " + " ".join(f"DATA/{s}" for s in TRAIN_SETS)
-            + f" --val-split {VAL_SPLIT} --seed {SEED} --protocol {{36,94}}", original)
+            f"{int(pub.VAL_SPLIT * 100)} % of every real training set held out (seed {pub.SEED}): "
+            + ", ".join(pub.SCENE_TEXT_SETS),
+            f"str-distill eval --model {args.name} --data " + " ".join(f"DATA/{s}" for s in pub.SCENE_TEXT_SETS)
+            + f" --val-split {pub.VAL_SPLIT} --seed {pub.SEED} --protocol {{36,94}}", original)
         command = arm["command"].split()
         synth = [float(t.split(":")[1]) for t in command if t.startswith("synth:")]
         frozen = "backbone" in command[command.index("--freeze") + 1:] if "--freeze" in command else False
@@ -110,13 +101,13 @@ def main() -> int:
             # the command without this machine's folders
             "command": arm["command"].replace(f"{args.data_root.resolve()}/", "DATA/").replace(
                 f"{args.results.parent.resolve()}/", "OUT/"),
-            "data": {**({"synth": synth[0]} if synth else {}), **TRAIN_SETS}, "validation_split": VAL_SPLIT,
-            "seed": SEED, "weights": "the arm's best validation weights" + (
+            "data": {**({"synth": synth[0]} if synth else {}), **pub.SCENE_TEXT_SETS},
+            "validation_split": pub.VAL_SPLIT, "seed": pub.SEED, "weights": "the arm's best validation weights" + (
                 ", averaged 0.5 with ppocrv6-small (weight-space ensemble)" if args.averaged else ""),
             "recipe": "recipes/finetune/compare.py",
         }
-        publish(args.name, rec, default=args.default)
-    return check_manifest()
+        pub.publish(args.name, rec, default=args.default)
+    return pub.check_manifest()
 
 
 if __name__ == "__main__":

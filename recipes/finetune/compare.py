@@ -26,16 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from str_distill.training.publish import SCENE_TEXT_SETS as TRAIN_SETS
+from str_distill.training.publish import SEED, VAL_SPLIT
+from str_distill.training.publish import evaluate_splits as evaluate
 
-TRAIN_SETS = {"IIIT5K_train": 0.25, "SVT_train": 0.05, "IC15_train": 0.5, "IC03_train": 0.2}
-VAL_SPLIT, SEED = 0.05, 0
 ARMS: dict[str, list[str]] = {
     "plain": ["--freeze-bn"],
     "lwf": ["--freeze-bn", "--teacher", "init", "--teacher-weight", "1.0", "--teacher-temperature", "2.0"],
@@ -71,35 +69,6 @@ def average(a: Path, b_name: str, out: Path, alpha: float = 0.5) -> Path:
     mixed = {k: alpha * sa[k] + (1 - alpha) * so[k] if sa[k].is_floating_point() else sa[k] for k in sa}
     trained.load_state_dict(mixed)
     return save_pretrained(trained, out)
-
-
-def evaluate(weights: str | Path, root: Path) -> dict[str, Any]:
-    """Word accuracy (and 1-NED) on the validation split and IIIT5K, 36 and 94 characters (one reading pass per
-    set)."""
-    import torch
-
-    from str_distill import Recognizer
-    from str_distill.data.mix import split_validation
-    from str_distill.training.evaluate import open_eval_sets
-    from str_distill.training.metrics import WordMetrics, normalize_protocol
-
-    torch.set_num_threads(2)
-    rec = Recognizer.from_pretrained(weights, device="cpu", dtype="float32")
-    val = [split_validation(ds, VAL_SPLIT, SEED)[1] for _, ds in open_eval_sets([str(root / s) for s in TRAIN_SETS])]
-    bench = [ds for _, ds in open_eval_sets([str(root / "IIIT5K")])]
-    res: dict[str, Any] = {}
-    for key, sets in (("val", val), ("IIIT5K", bench)):
-        samples = [ds[i] for ds in sets for i in range(len(ds))]
-        texts = [p.text for p in rec.predict([s.image for s in samples], batch_size=64)]
-        for protocol in ("36", "94"):
-            m = WordMetrics(protocol)  # type: ignore[arg-type]
-            for s, t in zip(samples, texts):
-                if normalize_protocol(s.label, protocol):  # type: ignore[arg-type]
-                    m.update(t, s.label)
-            res[f"{key}/{protocol}"] = round(100 * m.accuracy, 2)
-            res[f"{key}/{protocol}/1-ned"] = round(100 * m.one_minus_ned, 2)
-            res[f"{key}/{protocol}/count"] = m.count
-    return res
 
 
 def ship_decision(candidate: dict[str, float], original: dict[str, float]) -> tuple[bool, list[str]]:

@@ -13,7 +13,7 @@ Steps:
 4. copy the files into ``str_distill/weights/`` and write the manifest record (sha256, sizes, config, metrics with
    the commands that reproduce them, training summary from ``report.json``);
 5. write the golden outputs of ``examples/`` (``tests/golden/<name>.json``) that ``tests/test_golden.py`` pins;
-6. print the README table and the session's ``docs/training.md`` entry (benchmark, every arm, the choice, the
+6. print the README table and the session's ``docs/experiments.md`` entry (benchmark, every arm, the choice, the
    metrics), copying each arm's loss/accuracy curves to ``docs/img/run-<date>-<arm>.png``.
 
 ``--manifest``, ``--bundle-dir``, ``--golden``, ``--work``, ``--docs-img`` and ``--allow-any-arch`` exist for tests.
@@ -31,11 +31,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from str_distill.hub import manifest as mf
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-from str_distill.hub import manifest as mf  # noqa: E402
-
 DATA = REPO.parent / "shared" / "data"
 TRAIN_SETS = ("IIIT5K_train", "SVT_train", "IC15_train")
 VAL_SPLIT, VAL_SEED = 0.05, 0
@@ -65,10 +63,10 @@ def unpack(files: Path, work: Path) -> Path:
 
 
 def check_arch(name: str, final: Path) -> None:
-    from str_distill.models.config import ModelConfig
+    from str_distill.models.config import ViTConfig
     from str_distill.models.registry import get_config
 
-    cfg = ModelConfig.from_dict(json.loads((final / "config.json").read_text()))
+    cfg = ViTConfig.from_dict(json.loads((final / "config.json").read_text()))
     ref = get_config(name.split(".")[0], charset=cfg.charset)
     fields = ("arch", "img_size", "patch_size", "embed_dim", "depth", "num_heads", "dec_dim", "dec_depth", "dec_heads")
     diff = {f: (getattr(cfg, f), getattr(ref, f)) for f in fields if getattr(cfg, f) != getattr(ref, f)}
@@ -142,7 +140,7 @@ def describe(summary: dict[str, Any]) -> str:
         how = "Continued from the previously shipped weights on synthetic words mixed with the real training splits."
     elif "ccd" in ((summary.get("choice") or {}).get("scores") or {}):
         how = ("Trained from random initialization on synthetic words mixed with the real training splits; CCD "
-               "pretraining + fine-tuning did not beat it at equal GPU time (docs/training.md).")
+               "pretraining + fine-tuning did not beat it at equal GPU time (docs/experiments.md).")
     else:
         how = ("Trained from random initialization on synthetic words mixed with the real training splits "
                "(no CCD arm ran in this session).")
@@ -167,7 +165,7 @@ def golden(name: str, examples: Path, out: Path) -> dict[str, Any]:
 
 
 def run_log(work: Path, name: str, metrics: dict[str, Any], img_dir: Path) -> str:
-    """The ``docs/training.md`` entry of this session (markdown); copies each arm's curves into ``img_dir``."""
+    """The ``docs/experiments.md`` entry of this session (markdown); copies each arm's curves into ``img_dir``."""
     rep = work / "report.json"
     if not rep.is_file():
         return ""
@@ -233,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="ship even if IIIT5K or a training set is missing under --data (device simulations only): "
                          "the record then lacks those metrics")
     ap.add_argument("--docs-img", type=Path, default=REPO / "docs" / "img",
-                    help="where the arms' curves are copied for docs/training.md")
+                    help="where the arms' curves are copied for docs/experiments.md")
     args = ap.parse_args(argv)
 
     wanted = [args.data / s / "labels.tsv" for s in ("IIIT5K", *TRAIN_SETS)]
@@ -275,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     log = run_log(work, args.name, metrics, args.docs_img)
     if log:
         (work / "run_log.md").write_text(log)
-        print(f"\ndocs/training.md entry (also in {work / 'run_log.md'}):\n\n{log}")
+        print(f"\ndocs/experiments.md entry (also in {work / 'run_log.md'}):\n\n{log}")
     return 0
 
 

@@ -1,10 +1,10 @@
 """Bundle the PP-OCRv6 small port: convert the published ONNX file, measure, record, pin the golden outputs.
 
     pip install -e ".[test]"          # onnx, onnxruntime, rapidocr==3.10.0
-    python recipes/ppocrv6/bundle.py --data path/to/IIIT5K [--default ppocrv6-small.en]
+    python recipes/ppocrv6/bundle.py --data path/to/IIIT5K [--default ppocrv6-small]
 
-For each name (``ppocrv6-small``: the full multilingual head; ``ppocrv6-small.en``: pruned to the 94 printable
-ASCII characters):
+For ``ppocrv6-small`` (the full multilingual head; a head pruned to the 94 printable ASCII characters is not a
+published name: ``str-distill export ppocrv6-small --charset ppocrv6-en`` writes one):
 
 1. ``str-distill convert ppocr --charset ... --dtype float16`` into a work folder;
 2. evaluate those float16 weights (loaded as float32, as every user loads them) on IIIT5K under the 36- and
@@ -27,16 +27,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "recipes"))
+from str_distill.hub import manifest as mf
+from str_distill.hub.convert_ppocr import PPOCRV6_SMALL_SHA256, convert_ppocr
+from str_distill.training.publish import check_manifest, measure, publish
 
-from bundling import check_manifest, measure, publish  # noqa: E402
-
-from str_distill.hub import manifest as mf  # noqa: E402
-from str_distill.hub.convert_ppocr import PPOCRV6_SMALL_SHA256, convert_ppocr  # noqa: E402
-
-NAMES = {"ppocrv6-small": "ppocrv6", "ppocrv6-small.en": "ppocrv6-en"}
+NAMES = {"ppocrv6-small": "ppocrv6"}
 DESCRIPTIONS = {
     "ppocrv6-small": (
         "PP-OCRv6 small text recognizer (PaddleOCR), ported to native PyTorch: PPLCNetV4-style convolutional "
@@ -44,12 +39,6 @@ DESCRIPTIONS = {
         "multilingual dictionary (18,708 characters + space; Chinese, Japanese, Latin and more). Input: BGR, height "
         "48, width from the aspect ratio (at least 320, at most 1600). Weights converted from the published ONNX "
         "file without retraining."
-    ),
-    "ppocrv6-small.en": (
-        "PP-OCRv6 small text recognizer (PaddleOCR), ported to native PyTorch, with its CTC head pruned to the "
-        "blank and the 94 printable ASCII characters (English and other Latin-script text without accents). Same "
-        "backbone, neck and weights as ppocrv6-small; input BGR, height 48, width from the aspect ratio (at least "
-        "320, at most 1600). Converted from the published ONNX file without retraining."
     ),
 }
 LICENSE = "Apache-2.0"

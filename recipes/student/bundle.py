@@ -20,20 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "recipes" / "finetune"))
-sys.path.insert(0, str(REPO / "recipes"))
-
-from bundling import check_manifest, measure, publish, validation_metric  # noqa: E402
-from compare import SEED, VAL_SPLIT, evaluate  # noqa: E402
-
-from str_distill.hub import manifest as mf  # noqa: E402
+from str_distill.hub import manifest as mf
+from str_distill.training import publish as pub
 
 FIRST_SHIP_IIIT5K = 80.0
 ATTRIBUTION = (
@@ -96,10 +88,7 @@ def main() -> int:
                     help="the benchmark command that wrote --speed (recorded with the figures)")
     args = ap.parse_args()
 
-    import torch
-
     from str_distill.hub.loading import load_model
-    from str_distill.hub.serialization import save_pretrained
 
     results: dict[str, Any] = json.loads(args.results.read_text())
     run = results[args.run]
@@ -109,16 +98,14 @@ def main() -> int:
         raise SystemExit(f"--name {args.name!r} does not start with the weights' architecture {arch!r}")
     current = shipped_student(arch)
     with tempfile.TemporaryDirectory() as tmp:
-        out = save_pretrained(model, Path(tmp) / args.name, dtype=torch.float16)
-        check = evaluate(out, args.data_root)
-        ships, why = ship_decision(check, current[1] if current else None)
-        print(f"float16 weights: {check} -> {'ships' if ships else 'refused'}", flush=True)
-        if not ships:
-            print("refused: " + "; ".join(why), file=sys.stderr)
+        shipped = pub.float16_candidate(model, Path(tmp) / args.name, args.data_root,
+                                    lambda c: ship_decision(c, current[1] if current else None))
+        if shipped is None:
             return 1
-        metrics, cpu_dtype = measure(out, args.data_root / "IIIT5K", args.name)
-        metrics["validation"] = validation_metric(
-            check, f"{int(VAL_SPLIT * 100)} % of every real training set held out (seed {SEED})",
+        out, check = shipped
+        metrics, cpu_dtype = pub.measure(out, args.data_root / "IIIT5K", args.name)
+        metrics["validation"] = pub.validation_metric(
+            check, f"{int(pub.VAL_SPLIT * 100)} % of every real training set held out (seed {pub.SEED})",
             "python recipes/student/train.py --data-root DATA -o OUT")
         depths = "/".join(map(str, model.config.depths))
         desc = (f"str-distill's CPU student {arch}: PP-OCRv6 small's layers with {depths} blocks per stage,"
@@ -140,12 +127,12 @@ def main() -> int:
             "command": run["command"].replace(root, "DATA/").replace(f"{args.results.parent.resolve()}/", "OUT/"),
             "arms": {k: {"minutes": v["minutes"], "steps": v["steps"], "val/36": v["eval"]["val/36"],
                          "IIIT5K/36": v["eval"]["IIIT5K/36"]} for k, v in results.items() if k != args.run},
-            "validation_split": VAL_SPLIT, "seed": SEED,
+            "validation_split": pub.VAL_SPLIT, "seed": pub.SEED,
         }
         if current and current[0] != args.name:
             print(f"note: {current[0]} is still published; retire it by hand if {args.name} replaces it")
-        publish(args.name, rec)
-    return check_manifest()
+        pub.publish(args.name, rec)
+    return pub.check_manifest()
 
 
 if __name__ == "__main__":

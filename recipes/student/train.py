@@ -31,15 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "recipes" / "finetune"))
-
-from compare import evaluate  # noqa: E402  (the fine-tuning recipe's evaluation: same split, same protocols)
+from str_distill.training.publish import evaluate_splits as evaluate  # the fine-tuning recipes' split and protocols
 
 CHARSET, TEACHER, SEED = "94", "ppocrv6-small.scene-ft", 0
 REAL = {"IIIT5K_train": 0.2, "IC15_train": 0.15, "IC03_train": 0.1, "SVT_train": 0.05}
@@ -63,7 +59,7 @@ def lean_teacher(out: Path) -> str:
         from str_distill.hub.serialization import save_pretrained
         from str_distill.models import get_config
         from str_distill.models.registry import build_model
-        from str_distill.training.init import initialize_from
+        from str_distill.training.warm_start import initialize_from
 
         src = load_model(TEACHER)
         cfg = get_config(src.config.arch, **{**src.config.to_dict(), "charset": CHARSET, "min_width": 160})

@@ -201,14 +201,18 @@ class Reading:
 
     Attributes:
         text: the recognized string.
-        confidence: in ``[0, 1]``: CTC, the probability of the greedy frame path; attention, the product of the
-            per-character probabilities and the end-of-sequence probability.
+        confidence: in ``[0, 1]``, comparable across lengths: the lowest probability among the emitted tokens
+            (the characters, plus the end-of-sequence token for attention decoding; a CTC reading of no character:
+            the lowest of its frames' blank probabilities).
         char_probs: float32 ``(len(text),)``: the probability of each character.
+        path_probability: in ``[0, 1]``, falls with length: CTC, the probability of the greedy frame path;
+            attention, the product of the per-character probabilities and the end-of-sequence probability.
     """
 
     text: str
     confidence: float
     char_probs: np.ndarray
+    path_probability: float = float("nan")
 
 
 class ONNXReader:
@@ -415,7 +419,9 @@ def _decode_ctc(pmax: np.ndarray, ids: np.ndarray, info: ONNXInfo) -> Reading:
             probs[-1] = max(probs[-1], p)
         prev = i
     n = info.max_label_length
-    return Reading("".join(chars[:n]), float(np.prod(pmax, dtype=np.float32)), np.asarray(probs[:n], np.float32))
+    char_probs = np.asarray(probs[:n], np.float32)
+    conf = _reading_confidence(char_probs if len(char_probs) else pmax)
+    return Reading("".join(chars[:n]), conf, char_probs, float(np.prod(pmax, dtype=np.float32)))
 
 
 def _decode_attention(pmax: np.ndarray, ids: np.ndarray, info: ONNXInfo) -> Reading:
@@ -424,5 +430,12 @@ def _decode_attention(pmax: np.ndarray, ids: np.ndarray, info: ONNXInfo) -> Read
     k = min(n, info.max_label_length)
     text = "".join(info.charset[int(i) - 1] for i in ids[:k])
     char_probs = pmax[:k].astype(np.float32)
-    conf = float(np.prod(char_probs, dtype=np.float32)) * (float(pmax[n]) if len(eos) else 1.0)
-    return Reading(text, conf, char_probs)
+    path = float(np.prod(char_probs, dtype=np.float32)) * (float(pmax[n]) if len(eos) else 1.0)
+    tokens = np.concatenate([char_probs, pmax[n : n + 1]]) if len(eos) else char_probs
+    return Reading(text, _reading_confidence(tokens), char_probs, path)
+
+
+def _reading_confidence(probs: np.ndarray) -> float:
+    """The confidence of a reading (``str_distill.tokenizer.reading_confidence``): the lowest of its tokens'
+    probabilities, ``0.0`` for none."""
+    return min(1.0, float(np.min(probs))) if len(probs) else 0.0

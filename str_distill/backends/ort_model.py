@@ -1,10 +1,10 @@
-"""An onnxruntime session behind the call signature of the torch networks, for :class:`str_distill.Recognizer`.
+"""The onnxruntime backend of :class:`str_distill.Recognizer`: an exported recognizer run by onnxruntime.
 
-:class:`ONNXRuntimeModel` is called like :class:`~str_distill.models.STRModel` and
-:class:`~str_distill.models.PPOCRRecognizer` (``model(images, decoding, mode, refine_iters, return_attn)`` ->
-:class:`~str_distill.models.decoder.DecoderOutput` with logits), and carries the ``config``, ``tokenizer`` and
-``decodings`` the predictor reads, so loading, preprocessing, batching and decoding are the predictor's own code
-whichever backend runs the network.
+:class:`ONNXRuntimeBackend` implements :class:`~str_distill.backends.base.Backend`: :meth:`~ONNXRuntimeBackend.forward`
+turns normalized images into a :class:`~str_distill.models.decoder.DecoderOutput` with logits, and the backend
+carries the ``config``, ``tokenizer`` and ``decodings`` the predictor reads (rebuilt from the file's metadata), so
+loading, preprocessing, batching and decoding are the predictor's own code whichever backend runs the network.
+``ONNXRuntimeModel`` is its former name.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from torch import nn
 
 from ..models.decoder import DecoderOutput
 from ..tokenizer import Tokenizer
+from .base import Backend, check_cpu_float32
 from .onnx_reader import INPUT_NAME, OUTPUT_NAME, SELECTOR_NAME, ONNXInfo, create_session, read_info, selector_value
 
-__all__ = ["ONNXRuntimeModel"]
+__all__ = ["ONNXRuntimeBackend", "ONNXRuntimeModel"]
 
 
-class ONNXRuntimeModel:
+class ONNXRuntimeBackend(Backend):
     """An exported recognizer run by onnxruntime on the CPU, in float32 (or int8 weights if quantized).
 
     Args:
@@ -37,8 +38,7 @@ class ONNXRuntimeModel:
         info: the parsed metadata (:class:`~str_distill.backends.onnx_reader.ONNXInfo`).
     """
 
-    backend = "onnxruntime"
-    channels_last = False
+    name = "onnxruntime"
     device = torch.device("cpu")
     dtype = torch.float32
 
@@ -53,7 +53,8 @@ class ONNXRuntimeModel:
         self.decodings = self.info.decodings
 
     @classmethod
-    def from_file(cls, path: str | Path, threads: int | None = None, optimization: str = "all") -> ONNXRuntimeModel:
+    def from_file(cls, path: str | Path, threads: int | None = None, optimization: str = "all"
+                  ) -> ONNXRuntimeBackend:
         """Open an exported ``.onnx`` file (torch is not used to run it).
 
         Raises:
@@ -68,7 +69,7 @@ class ONNXRuntimeModel:
 
     @classmethod
     def from_model(cls, model: nn.Module, threads: int | None = None, optimization: str = "all",
-                   source: str | None = None, **export_kwargs: Any) -> ONNXRuntimeModel:
+                   source: str | None = None, **export_kwargs: Any) -> ONNXRuntimeBackend:
         """Export a torch network in memory (:func:`str_distill.export.export_onnx`) and open it.
 
         Raises:
@@ -83,16 +84,34 @@ class ONNXRuntimeModel:
         data = export_onnx_bytes(model, source=name, **export_kwargs)
         return cls(create_session(data, threads, optimization), name)
 
-    def eval(self) -> ONNXRuntimeModel:
-        """No-op (inference only); returns self, like ``nn.Module.eval``."""
+    @property
+    def network(self) -> ONNXRuntimeBackend:
+        """The backend itself: it carries the ``config``, ``tokenizer`` and ``decodings`` of the exported file."""
         return self
 
+    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> None:
+        """The file runs on the CPU in float32: anything else raises ``ValueError``."""
+        check_cpu_float32(self.name, device, dtype)
+
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
+        raise ValueError(f"save_pretrained() needs the torch backend; this recognizer runs {self.name} (its .onnx "
+                         "file is already the saved form)")
+
     def __repr__(self) -> str:
-        return (f"ONNXRuntimeModel(arch={self.info.arch!r}, source={self.source!r}, decodings={self.decodings}, "
+        return (f"ONNXRuntimeBackend(arch={self.info.arch!r}, source={self.source!r}, decodings={self.decodings}, "
                 f"quantization={self.info.quantization!r})")
 
     def check_options(self, decoding: str, mode: str = "autoregressive", refine_iters: int = 1,
-                      return_attn: bool = False) -> int | None:
+                      return_attention: bool = False) -> None:
+        """Refuse options the exported file cannot honour, before anything is read.
+
+        Raises:
+            ValueError: see :meth:`selector`.
+        """
+        self.selector(decoding, mode, refine_iters, return_attention)
+
+    def selector(self, decoding: str, mode: str = "autoregressive", refine_iters: int = 1,
+                 return_attn: bool = False) -> int | None:
         """The ``decoding`` input for these options (``None``: a CTC-only file).
 
         Raises:
@@ -108,22 +127,31 @@ class ONNXRuntimeModel:
                              f"refine_iters={refine_iters} (re-export with --refine-iters {refine_iters})")
         return code
 
-    def __call__(
+    def forward(
         self,
         images: torch.Tensor,
         decoding: str = "ctc",
         mode: str = "autoregressive",
         refine_iters: int = 1,
-        return_attn: bool = False,
+        return_attention: bool = False,
     ) -> DecoderOutput:
         """``(B, 3, H, W)`` normalized float32 images -> :class:`DecoderOutput` with logits ``(B, T, C)``.
 
         Raises:
-            ValueError: see :meth:`check_options`.
+            ValueError: see :meth:`selector`.
         """
-        code = self.check_options(decoding, mode, refine_iters, return_attn)
+        code = self.selector(decoding, mode, refine_iters, return_attention)
         feeds = {INPUT_NAME: np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())}
         if code is not None:
             feeds[SELECTOR_NAME] = np.asarray(code, dtype=np.int64)
         logits = self.session.run([OUTPUT_NAME], feeds)[0]
         return DecoderOutput(torch.from_numpy(logits))
+
+    def __call__(self, images: torch.Tensor, decoding: str = "ctc", mode: str = "autoregressive",
+                 refine_iters: int = 1, return_attention: bool = False) -> DecoderOutput:
+        """The same as :meth:`forward`: code that calls a network (``recognizer.model(x, "ctc")``) runs either."""
+        return self.forward(images, decoding, mode, refine_iters, return_attention)
+
+
+#: The former name of :class:`ONNXRuntimeBackend` (kept for code that imports it).
+ONNXRuntimeModel = ONNXRuntimeBackend

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 __all__ = ["TRAIN_COMMANDS", "TRAIN_EXTRA_MODULES", "CommandParser", "build_parser", "main", "missing_train_modules"]
 
-COMMANDS = ("predict", "models", "eval", "train", "pretrain", "data", "synth", "visualize", "convert", "export")
+COMMANDS = ("predict", "read", "models", "eval", "train", "pretrain", "data", "synth", "visualize", "convert",
+            "export")
 
 TRAIN_COMMANDS = frozenset({"train", "pretrain", "data", "synth"})
 """Commands that need ``pip install "str-distill[train]"``."""

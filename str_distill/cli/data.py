@@ -182,7 +182,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from ..data.pack import pack_sets
+    from ..data.compact import pack_sets
 
     try:
         result = pack_sets(args.data, args.output, max_height=args.max_height, quality=args.quality,
@@ -213,14 +213,17 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         rec = Recognizer.from_pretrained(args.model)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, ImportError) as e:  # ImportError: a missing extra (onnxruntime)
         print(f"error: cannot load model {args.model!r}: {e}", file=sys.stderr)
         return 2
+    from .progress import Progress
     errors: list[str] = []
     paths = list(expand_inputs(args.inputs, args.recursive, None, errors))
     counts = {"images": len(paths), "kept": 0, "low_confidence": 0, "empty": 0, "too_long": 0, "unreadable": 0}
     lines = []
-    for path, pred in zip(paths, rec.predict(paths, batch_size=args.batch_size, errors="return")):
+    bar = Progress("data pseudo-label", total=len(paths), unit="img")  # a bar on a terminal, else a line every 30 s
+    for path, pred in zip(paths, rec.iter_predict(paths, batch_size=args.batch_size, errors="return")):
+        bar.update()
         if isinstance(pred, Exception):
             counts["unreadable"] += 1
             print(f"error: {pred}", file=sys.stderr)
@@ -236,6 +239,7 @@ def cmd_pseudo_label(args: argparse.Namespace) -> int:
             rel = os.path.relpath(Path(path).resolve(), out.resolve())
             lines.append(f"{rel}\t{text}")
             counts["kept"] += 1
+    bar.close()
     (out / "labels.tsv").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     report = {"model": args.model or "default", "min_confidence": args.min_confidence, **counts,
               "input_errors": errors}

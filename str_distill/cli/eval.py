@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="sets to evaluate")
     p.add_argument("--protocol", choices=("36", "94"), default="36",
                    help="36: case-insensitive alphanumerics (default); 94: printable ASCII, case-sensitive")
-    p.add_argument("--decoding", choices=("attention", "ctc", "greedy"), default=None,
+    p.add_argument("--decoding", choices=("attention", "ctc", "greedy", "joint"), default=None,
                    help="default: the model's first method (attention for ViT recognizers, ctc for CTC-only models)")
     p.add_argument("--mode", choices=("autoregressive", "parallel"), default="autoregressive")
     p.add_argument("--refine-iters", type=int, default=1)
@@ -51,7 +51,9 @@ def register(subparsers: Any) -> None:
                    help="variable-width models: pad narrower images to this width (default: the weights' own; "
                         "smaller is faster on short words)")
     p.add_argument("--local-files-only", action="store_true")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress on stderr (default: a bar on a terminal, otherwise a line every 30 s; "
+                   "--progress: always a bar; --no-progress: nothing)")
     p.set_defaults(func=run)
 
 
@@ -74,15 +76,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     failures = None if args.failures in (None, "", "none") else Path(args.failures)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    res = evaluate(
-        rec, sets, protocol=args.protocol, decoding=args.decoding, mode=args.mode, refine_iters=args.refine_iters,
-        batch_size=args.batch_size, max_samples=args.max_samples, failures=failures, progress=progress,
-    )
-    print(f"model {args.model}")
+    from .progress import Progress
+
+    total = sum(len(ds) if args.max_samples is None else min(len(ds), args.max_samples) for _, ds in sets)
+    with Progress("eval", total=total, unit="img", mode=args.progress) as bar:
+        res = evaluate(
+            _Counted(rec, bar), sets, protocol=args.protocol, decoding=args.decoding, mode=args.mode,
+            refine_iters=args.refine_iters, batch_size=args.batch_size, max_samples=args.max_samples,
+            failures=failures,
+        )
+    print(f"model {rec.name}")
     print(res.table())
     if failures is not None:
         print(f"failures written to {failures}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": str(args.model), **res.to_dict()}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"model": rec.name, **res.to_dict()}, indent=2) + "\n")
     return 0
+
+
+class _Counted:
+    """A recognizer whose ``predict`` also advances a progress display by the images it read."""
+
+    def __init__(self, rec: Any, bar: Any) -> None:
+        self._rec, self._bar = rec, bar
+
+    @property
+    def model(self) -> Any:
+        return self._rec.model
+
+    def predict(self, images: Any, **kwargs: Any) -> list[Any]:
+        out = self._rec.predict(images, **{**kwargs, "progress": False})
+        self._bar.update(len(out))
+        return out

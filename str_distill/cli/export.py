@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     overrides = {} if args.min_width is None else {"min_width": args.min_width}
     t0 = time.perf_counter()
+    print(f"exporting {source} to {out} ...", file=sys.stderr, flush=True)  # progress: the steps, as they start
     try:
         export_onnx(model, out, opset=args.opset, refine_iters=args.refine_iters, quantize=args.quantize,
                     preprocessing=overrides, source=str(source))
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - t0:.1f} s) from {source}")
     if not args.check:
         return 0
+    print(f"checking {out} against torch ...", file=sys.stderr, flush=True)
     try:
         report = check_against_torch(model, out, overrides)
     except ImportError as e:
@@ -112,11 +114,11 @@ def check_against_torch(model: Any, path: Path, overrides: dict[str, Any]) -> di
     import torch
     from PIL import Image, ImageDraw
 
-    from ..backends.ort_model import ONNXRuntimeModel
+    from ..backends.ort_model import ONNXRuntimeBackend
     from ..export.onnx_export import _config_with
     from ..predictor import Recognizer
 
-    onnx_model = ONNXRuntimeModel.from_file(path)
+    onnx_model = ONNXRuntimeBackend.from_file(path)
     torch_model = model
     if overrides:  # read the same preprocessing as the file
         torch_model.config = _config_with(model.config, overrides)
@@ -134,7 +136,7 @@ def check_against_torch(model: Any, path: Path, overrides: dict[str, Any]) -> di
         for _, batch in ref.preprocessor.batches([ref.preprocessor(Image.fromarray(a)) for a in images]):
             with torch.inference_mode():
                 a = ref.model(batch, decoding, mode, refine).logits
-            b = onnx_model(batch, decoding, mode, refine).logits
+            b = onnx_model.forward(batch, decoding, mode, refine).logits
             steps = min(a.shape[1], b.shape[1])
             worst = max(worst, float((a[:, :steps] - b[:, :steps]).abs().max()))
             scale = max(scale, float(a.abs().max()))

@@ -7,6 +7,11 @@ gets an ``error: input <i> (<path>): <reason>`` line on stderr (``<i>`` counts t
 others are still read; in the JSON and TSV outputs it also gets a row, whose ``error`` field holds the reason (text
 and confidence empty: ``null`` in JSON).
 
+An input that was read but does not look like a word crop (a whole photo, or a tall crop read upright with little
+confidence) gets a ``warning: input <i> (<path>): <what to do>`` line on stderr (and a ``warning`` field in JSON).
+``--orientation tall|auto`` reads turned words (JSON rows then say the ``rotation`` kept). Progress goes to stderr:
+a bar on a terminal, otherwise a line every 30 seconds.
+
 ``--decode-workers N`` decodes and resizes the next batch's images in ``N`` threads while the model runs.
 ``--resume`` (with ``--output``) skips the inputs whose path already has a row in the file, so an interrupted job
 continues where it stopped.
@@ -54,7 +59,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="inference precision; float16 needs CUDA (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
-    p.add_argument("--decoding", default=None, choices=("attention", "ctc", "greedy"),
+    p.add_argument("--decoding", default=None, choices=("attention", "ctc", "greedy", "joint"),
                    help="attention decoder or CTC head ('greedy' = 'ctc'; default: the model's first: attention "
                    "for ViT recognizers, ctc for CTC-only models)")
     p.add_argument("--mode", default="autoregressive", choices=("autoregressive", "parallel"),
@@ -64,14 +69,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-width", type=int, default=None, metavar="PX",
                    help="variable-width models: pad narrower images to this width (default: the weights' own; "
                         "smaller is faster on short words)")
-    p.add_argument("--rotate-tall", action="store_true", help="rotate crops at least 1.5x taller than wide by 90 deg")
+    p.add_argument("--orientation", choices=("upright", "tall", "auto"), default=None,
+                   help="upright: read as given (default); tall: read crops at least 1.5x taller than wide turned 90 "
+                   "deg both ways and keep the more confident reading; auto: also read unsure crops upside down")
+    p.add_argument("--rotate-tall", action="store_true", help="the same as --orientation tall")
     p.add_argument("--local-files-only", action="store_true", help="never use the network (like HF_HUB_OFFLINE=1)")
     p.add_argument("-r", "--recursive", action="store_true", help="also read images in subdirectories")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_const", const="json", dest="format", help="one JSON object per line")
     fmt.add_argument("--tsv", action="store_const", const="tsv", dest="format", help="TSV with header, escaped")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+                   help="progress on stderr (default: a bar on a terminal, otherwise a line every 30 s; "
+                   "--progress: always a bar; --no-progress: nothing)")
     p.add_argument("--decode-workers", type=int, default=None, metavar="N",
                    help="threads decoding and resizing the next batch's images while the model runs (0: none; "
                    f"default: {DEFAULT_DECODE_WORKERS})")
@@ -208,9 +217,9 @@ def run(args: argparse.Namespace) -> int:
         rec = Recognizer.from_pretrained(
             args.model, device=args.device, dtype=args.dtype, revision=args.revision,
             local_files_only=args.local_files_only, keep_aspect_ratio=args.keep_aspect_ratio,
-            rotate_tall=args.rotate_tall, min_width=args.min_width,
+            rotate_tall=args.rotate_tall, min_width=args.min_width, orientation=args.orientation,
         )
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, ImportError) as e:  # ImportError: a missing extra (onnxruntime)
         print(f"error: cannot load model {args.model!r}: {e}", file=sys.stderr)
         return 2
     spec_errors: list[str] = []
@@ -223,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
             paths.append(p)
             yield p
 
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    from .progress import Progress
+
     # a file gets every row as soon as it is known (line buffered): a killed job loses at most the current batch
     fresh = output is None or not output.exists() or output.stat().st_size == 0
     out = open(output, "a", encoding="utf-8", buffering=1) if output is not None else sys.stdout
@@ -232,16 +242,19 @@ def run(args: argparse.Namespace) -> int:
         if fmt == "tsv" and fresh:
             out.write(TSV_HEADER + "\n")
         results = rec.iter_predict(feed(), batch_size=args.batch_size, decoding=args.decoding, mode=args.mode,
-                                   refine_iters=args.refine_iters, progress=progress, errors="return",
-                                   decode_workers=workers)
-        for res in results:
-            path = paths.popleft()
-            line = _row(path, res, fmt)
-            if isinstance(res, Exception):
-                failed += 1
-                print(f"error: {res}", file=sys.stderr)
-            if line is not None:
-                out.write(line + "\n")
+                                   refine_iters=args.refine_iters, errors="return", decode_workers=workers)
+        with Progress("predict", unit="img", mode=args.progress) as bar:
+            for index, res in enumerate(results):
+                path = paths.popleft()
+                line = _row(path, res, fmt)
+                if isinstance(res, Exception):
+                    failed += 1
+                    print(f"error: {res}", file=sys.stderr)
+                elif res.warning is not None:  # read, but probably not a word crop: say so, and what to do
+                    print(f"warning: input {index} ({path}): {res.warning}", file=sys.stderr)
+                if line is not None:
+                    out.write(line + "\n")
+                bar.update()
         out.flush()
     except BrokenPipeError:  # e.g. `| head`: stop quietly, and keep Python from complaining at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -260,7 +273,12 @@ def _row(path: str, res: Any, fmt: str) -> str | None:
             return json.dumps({"path": path, "text": None, "confidence": None, "error": reason})
         return f"{_escape(path)}\t\t\t{_escape(reason)}" if fmt == "tsv" else None
     if fmt == "json":
-        return json.dumps({"path": path, "text": res.text, "confidence": round(res.confidence, 6)})
+        row = {"path": path, "text": res.text, "confidence": round(res.confidence, 6)}
+        if res.rotation:
+            row["rotation"] = res.rotation
+        if res.warning is not None:
+            row["warning"] = res.warning
+        return json.dumps(row)
     if fmt == "tsv":
         return f"{_escape(path)}\t{_escape(res.text)}\t{res.confidence:.4f}\t"
     return f"{path}\t{res.text}\t{res.confidence:.4f}"

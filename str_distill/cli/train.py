@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-__all__ = ["build_model", "build_trainer", "register", "run"]
+__all__ = ["build_trainer", "register", "run"]
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -57,7 +54,7 @@ def register(subparsers: Any) -> None:
                    "characters (with --init: rows of shared characters are kept where the model family allows)")
     g.add_argument("--max-length", type=int, help="max label length of a new model (default 25)")
     g.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a ModelConfig field of a new model, e.g. embed_dim=64 (JSON values; repeatable)")
+                   help="override a ViTConfig field of a new model, e.g. embed_dim=64 (JSON values; repeatable)")
     d = p.add_argument_group("data")
     d.add_argument("--data", nargs="+", required=True, metavar="SPEC", help="SOURCE[:WEIGHT] ... (weights relative)")
     d.add_argument("--val-data", nargs="*", default=[], metavar="DIR", help="validation sets (folders or LMDBs)")
@@ -146,210 +143,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-# --------------------------------------------------------------------------------------------------- building
-def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in args.model_arg:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise ValueError(f"--model-arg {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key.strip()] = val
-    if args.charset:
-        out["charset"] = args.charset
-    if args.max_length:
-        out["max_label_length"] = args.max_length
-    return out
-
-
-def build_model(args: argparse.Namespace, resume_dir: Path | None) -> tuple[Any, list[str]]:
-    """The model to train and the messages describing where its weights come from."""
-    import torch
-
-    from ..models.config import ModelConfig
-    from ..models.registry import build_model as new_model
-    from ..models.registry import config_from_dict, get_config
-    from ..training.init import initialize_from, is_encoder_checkpoint
-
-    torch.manual_seed(args.seed)
-    if resume_dir is not None:
-        cfg = json.loads((resume_dir / "model" / "config.json").read_text())
-        return new_model(config_from_dict(cfg)), [f"model config from {resume_dir / 'model'}"]
-    overrides = _model_overrides(args)
-    if args.init and not args.model:
-        enc = is_encoder_checkpoint(args.init)
-        if enc is not None:
-            cfg_file = enc.parent / "config.json"
-            if not cfg_file.is_file():
-                raise FileNotFoundError(f"{enc}: no config.json next to it; pass --model")
-            base = ModelConfig.from_dict(json.loads(cfg_file.read_text())).to_dict()
-            source: Any = args.init
-        else:
-            from ..hub.loading import load_model
-
-            source = load_model(args.init)
-            base = source.config.to_dict()
-        unknown = sorted(set(overrides) - set(base))
-        if unknown:
-            raise KeyError(f"unknown config fields {unknown}")
-        base.update(overrides)
-        model = new_model(config_from_dict(base))
-        return model, initialize_from(model, source, str(args.init))
-    model = new_model(get_config(args.model or "siga-vit-s", **overrides))
-    msgs = [f"new {model.config.arch} with random weights"]
-    if args.init:
-        msgs = initialize_from(model, args.init)
-    return model, msgs
-
-
-def _resume_dir(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """``(run folder, checkpoint folder)`` for ``--resume`` (``(None, None)`` without it)."""
-    if args.resume is None:
-        return None, None
-    target = Path(args.resume) if args.resume else (Path(args.output) if args.output else None)
-    if target is None:
-        raise ValueError("--resume without a folder needs --output (the run folder to continue)")
-    if (target / "trainer_state.pt").is_file():
-        return target.parent, target
-    if (target / "checkpoint" / "trainer_state.pt").is_file():
-        return target, target / "checkpoint"
-    raise FileNotFoundError(f"--resume {str(target)!r}: no checkpoint there (expected checkpoint/trainer_state.pt)")
-
-
-def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
-    """Everything ``run`` needs: model (+ init), data stream factory, validation sets, objectives, trainer."""
-    import torch
-
-    from ..data.augment import Augmenter
-    from ..data.collate import SampleProcessor
-    from ..data.mix import MixedBatchStream, build_sources, default_num_workers, make_loader
-    from ..data.spec import parse_specs
-    from ..preprocess import Preprocessor
-    from ..training.distributed import context, local_batch_size
-    from ..training.evaluate import open_eval_sets
-    from ..training.losses import LossWeights
-    from ..training.trainer import TrainConfig, Trainer, resolve_device
-
-    log = log or (lambda m: print(m, flush=True))
-    if args.steps is None and args.minutes is None and not args.init:
-        raise ValueError("give a budget: --steps N and/or --minutes M (fine-tuning with --init picks one itself)")
-    run_dir, ckpt = _resume_dir(args)
-    model, msgs = build_model(args, ckpt)
-    for m in msgs:
-        log(m)
-    specs = parse_specs(args.data)
-    tok = model.tokenizer
-    sources, val_sets = build_sources(
-        specs, tok.charset, tok.max_length, seed=args.seed, synth_pack=args.synth_pack,
-        augment_real=args.augment in ("real", "all"), augment_synth=args.augment == "all", val_split=args.val_split,
-    )
-    if not sources:
-        raise ValueError("every --data source has weight 0")
-    val_sets += open_eval_sets(args.val_data)
-    if args.val_synth:
-        from ..data.mix import SynthSource
-
-        synth_val = SynthSource(tok.charset, tok.max_length, args.synth_pack, seed=args.seed + 1_000_003,
-                                length=args.val_synth)
-        val_sets.append(("synth-val", synth_val))
-    augmenter = Augmenter(strength=args.augment_strength) if args.augment != "none" else None
-    pre = Preprocessor(model.config)
-    if pre.variable_width:
-        # variable-width models train at their minimum width (wider crops squeezed to it), normalized and padded
-        # in the workers exactly as inference pads a single image
-        pre = Preprocessor(model.config, fixed_width=int(pre.data["min_width"]))
-        processor = SampleProcessor(tok, pre, augmenter, unknown=args.unknown_chars)
-    else:
-        # uint8 batches: a quarter of the bytes through shared/pinned memory and to the GPU; the trainer normalizes
-        processor = SampleProcessor(tok, pre.to_uint8, augmenter, unknown=args.unknown_chars)
-    device = resolve_device(args.device)
-    dist = context()  # a torchrun job: this process's rank; one process otherwise
-    n_real = sum(len(s.dataset) for s in sources if not s.infinite)
-    if args.batch_size is None:
-        args.batch_size = 256 if device.type == "cuda" else 32 if (args.init and n_real < 2000) else 64
-    if args.steps is None and args.minutes is None:  # fine-tuning without a budget: ~8 epochs of the real data
-        if not n_real:
-            raise ValueError("give a budget (--steps or --minutes): the data has no finite real set to size it by")
-        args.steps = int(min(3000, max(100, math.ceil(8 * n_real / args.batch_size))))
-        log(f"budget: {args.steps} steps (about 8 epochs of {n_real} real images at batch {args.batch_size})")
-    local_batch = local_batch_size(args.batch_size, dist.world_size)
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist.enabled else 1
-    if args.workers is not None:
-        workers = args.workers
-    else:  # under torchrun the processes of a machine share its cores
-        workers = default_num_workers() if per_machine == 1 else max(0, cores // per_machine - 1)
-    if device.type == "cpu":  # the workers have their own cores: oversubscribing threads is very slow
-        torch.set_num_threads(min(torch.get_num_threads(), max(1, cores // per_machine - workers)))
-
-    def data(start: int) -> Any:  # this process's shard of every step under torchrun
-        stream = MixedBatchStream(sources, processor, local_batch, seed=args.seed, start=start, rank=dist.rank,
-                                  world_size=dist.world_size)
-        return make_loader(stream, workers, pin_memory=device.type == "cuda")
-
-    ctc_only = "attention" not in getattr(model, "decodings", ("attention",))
-    lr = args.lr if args.lr is not None else (
-        (5e-5 if ctc_only else 1e-4) if args.init or ckpt else 5e-4)
-    cfg = TrainConfig(
-        batch_size=args.batch_size, lr=lr, weight_decay=args.weight_decay, schedule=args.schedule,
-        warmup=args.warmup, min_lr_ratio=args.min_lr_ratio, steps=args.steps, minutes=args.minutes,
-        clip_grad=args.clip_grad, label_smoothing=args.label_smoothing,
-        loss_weights=LossWeights.parse(args.loss_weights), ema=args.ema, precision=args.precision,
-        compile=args.compile, gpu_augment=args.gpu_augment, reuse=args.reuse, log_every=args.log_every,
-        val_every=args.val_every,
-        save_every=args.save_every, save_minutes=args.save_minutes, val_max_samples=args.val_max_samples,
-        val_protocol=args.val_protocol, save_dtype=args.save_dtype, max_shard_mb=args.max_shard_mb,
-        progress=args.progress, seed=args.seed, freeze=tuple(args.freeze), freeze_bn=args.freeze_bn,
-        keep_best=args.keep_best, patience=args.patience,
-    )
-    objectives: list[Any] = []
-    if args.teacher:
-        from ..hub.loading import load_model
-        from ..training.distill import CTCDistillation, FeatureDistillation, TeacherRunner, input_adapter
-
-        if args.teacher == "init" and not args.init:
-            raise ValueError("--teacher init needs --init (the weights to keep a frozen copy of)")
-        teacher = load_model(args.init if args.teacher == "init" else args.teacher)
-        adapter = input_adapter(model.config, teacher.config)  # e.g. 32x128 RGB student -> 48xW BGR teacher
-        runner = TeacherRunner(teacher, adapter)  # one teacher pass per batch, shared by both objectives
-        if args.teacher_weight > 0:
-            objectives.append(CTCDistillation(teacher, tok.charset, args.teacher_weight, args.teacher_temperature,
-                                              runner=runner))
-            log(objectives[-1].describe())
-        if args.teacher_features:
-            objectives.append(FeatureDistillation(runner, model.config, args.teacher_features,
-                                                  args.teacher_feature_weight))
-            log(objectives[-1].describe())
-        if not objectives:
-            raise ValueError("--teacher with --teacher-weight 0 needs --teacher-features (else it teaches nothing)")
-    if args.distill == "clip":
-        from ..training.clip import build_objective
-
-        objectives.append(build_objective(model, args))
-        log(objectives[-1].describe())
-    out = run_dir or Path(args.output or f"runs/{model.config.arch}-{time.strftime('%Y%m%d-%H%M%S')}")
-    mix = ", ".join(f"{s.name} {w:.2f}" for s, w in zip(sources, MixedBatchStream(sources, processor, 1).weights))
-    log(f"data: {mix}; validation: {', '.join(n for n, _ in val_sets) or 'none'}; {workers} workers; lr {lr:g}")
-    if dist.enabled:
-        log(f"distributed: {dist.world_size} processes, {local_batch} samples each per step")
-    info = {"argv": sys.argv[1:], "data": [s.text for s in specs], "init": args.init, "init_messages": msgs,
-            "sources": {s.name: len(s.dataset) if not s.infinite else None for s in sources}, "workers": workers}
-    trainer = Trainer(model, cfg, data, out, objectives, val_sets, device, log=log, run_info=info)
-    if ckpt is not None:
-        saved = json.loads(torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=True)["config"])
-        diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if saved.get(k) != v and k in saved}
-        diff = {k: v for k, v in diff.items() if not (isinstance(v[0], list) and tuple(v[0]) == v[1])}
-        if diff:
-            log("note: settings differ from the checkpoint's (resume is exact only with the same ones): "
-                + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()))
-        trainer.resume(ckpt)
-    return trainer
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``str-distill train``; returns the exit code.
 
@@ -361,29 +154,52 @@ def run(args: argparse.Namespace) -> int:
     return run_entry(_run, args)
 
 
+def build_trainer(args: argparse.Namespace, log: Any = None) -> Any:
+    """The trainer of parsed ``str-distill train`` arguments (:func:`str_distill.training.run.build_trainer`)."""
+    from ..training.run import TrainSpec
+    from ..training.run import build_trainer as build
+
+    return build(TrainSpec.from_args(args), log)
+
+
 def _run(args: argparse.Namespace, main: bool = True) -> int:
+    from ..training.run import TrainSpec
+    from ..training.run import build_trainer as build
+    from .progress import Heartbeat
+
+    # output not on a terminal (a file, a CI log): a line at least every minute, even between two log lines
+    logging = main and (args.progress == "log" or (args.progress == "auto" and not sys.stderr.isatty()))
+    heartbeat = Heartbeat("train", enabled=logging)
     try:
-        trainer = build_trainer(args, log=None if main else (lambda m: None))
+        spec = TrainSpec.from_args(args)
+        trainer = build(spec, heartbeat.log if main else (lambda m: None))
     except (ValueError, FileNotFoundError, KeyError, ImportError, RuntimeError) as e:
+        heartbeat.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        return _fit(args, trainer, spec, main)
+    finally:
+        heartbeat.close()
+
+
+def _fit(args: argparse.Namespace, trainer: Any, spec: Any, main: bool) -> int:
+    from ..training.run import fit
+
     if args.benchmark:
-        from ..training.trainer import benchmark
+        from ..training.benchmark import benchmark
 
         res = benchmark(trainer, steps=args.benchmark_steps)
         if main:
             print(json.dumps(res, indent=2))
         return 0
-    before = None
-    if trainer.val_sets and trainer.step == 0 and (args.init or args.teacher):
-        res = trainer.validate()  # the starting point, on the same held-out samples (process 0's under torchrun)
-        before = res.total if res is not None else None
-    summary = trainer.fit()
+    summary = fit(trainer, spec)
     if not main:
         return 0
+    before = summary.get("val_before")
     if before is not None and summary.get("val"):
         after = summary["val"]["total"]
-        print(f"validation word accuracy: before {100 * before.accuracy:.2f} % -> after "
+        print(f"validation word accuracy: before {100 * before['total']['accuracy']:.2f} % -> after "
               f"{100 * after['accuracy']:.2f} % ({after['count']} held-out images, protocol {args.val_protocol})"
               + (f"; best {100 * summary['best']['accuracy']:.2f} % at step {summary['best']['step']}"
                  if summary.get("best") else ""))

@@ -47,40 +47,52 @@ def run(args: argparse.Namespace) -> int:
         ccd = load_heads(args.model, args.device)
         config = ccd.config
     elif args.model:
-        from ..hub.loading import load_model
+        from ..predictor import Recognizer
 
-        rec = load_model(args.model).to(args.device).eval()
-        config = rec.config
+        try:
+            rec = Recognizer.from_pretrained(args.model, device=args.device, dtype="float32")
+        except (ValueError, FileNotFoundError, KeyError, ImportError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if "attention" not in rec.model.decodings:
+            print(f"error: {args.model} has no attention decoder (it reads with {', '.join(rec.model.decodings)}); "
+                  "choose a model whose `str-distill models` entry lists attention", file=sys.stderr)
+            return 2
+        config = rec.model.config
     else:
         config = get_config("siga-vit-s")
     if args.regions_from == "predicted" and ccd is None:
         print("error: --regions-from predicted needs --model pointing to a CCD pretraining folder", file=sys.stderr)
         return 2
-    pre = Preprocessor(config)
+    pre = rec.preprocessor if rec is not None else Preprocessor(config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for i, path in enumerate(args.images):
         try:
-            img = pre.resize(load_image(path, path))
+            img = load_image(path, path)
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)
         stem = f"{i:03d}_{Path(path).stem}"
-        ccd_panel(x, ccd, regions_from=args.regions_from, seed=args.seed, scale=args.scale).save(
-            out / f"{stem}_ccd.png"
-        )
-        written = [f"{stem}_ccd.png"]
-        if rec is not None:
-            with torch.inference_mode():
-                inp = pre(load_image(path, path))[None].to(args.device)
-                dec_out = rec.decode_autoregressive(rec.encode(inp), return_attn=True)
-            decoded = rec.tokenizer.decode(dec_out.logits.softmax(-1))[0]
-            panel = attention_panel(
-                x, decoded.text, decoded.char_probs.tolist(), dec_out.attn[0].cpu(), config.grid_size, args.scale
+        written = []
+        if not pre.variable_width:  # the CCD panel is drawn on the fixed-size ViT input
+            x = torch.from_numpy(np.asarray(pre.resize(img), dtype=np.float32) / 255).permute(2, 0, 1)
+            ccd_panel(x, ccd, regions_from=args.regions_from, seed=args.seed, scale=args.scale).save(
+                out / f"{stem}_ccd.png"
             )
+            written.append(f"{stem}_ccd.png")
+        if rec is not None:
+            pred = rec.predict([img], decoding="attention", return_attention=True)[0]
+            inp = pre(img)
+            if pre.variable_width:
+                inp = pre.pad(inp, pre.padded_width(inp.shape[-1]))
+            pixels = (inp * pre.std + pre.mean).clamp(0, 1)
+            view = pixels.flip(0) if pre.bgr else pixels
+            grid = tuple(pred.attention.shape[1:])
+            panel = attention_panel(view, pred.text, pred.char_probs.tolist(), pred.attention.flatten(1), grid,
+                                    args.scale)
             panel.save(out / f"{stem}_attention.png")
             written.append(f"{stem}_attention.png")
         print(f"{path}: " + ", ".join(str(out / w) for w in written))

@@ -35,6 +35,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset
 from .collate import Batch, RawSample, SampleProcessor, collate, identity
 from .report import BadSampleReport
 from .spec import DataSpec
+from .workers import fork_safe_opencv, worker_init
 
 __all__ = [
     "MixedBatchStream",
@@ -45,8 +46,6 @@ __all__ = [
     "make_loader",
     "open_set",
     "split_validation",
-    "fork_safe_opencv",
-    "worker_init",
 ]
 
 
@@ -122,31 +121,6 @@ class Source:
             raise ValueError(f"source {self.name!r}: weight must be > 0, got {self.weight}")
         if not self.infinite and len(self.dataset) == 0:
             raise ValueError(f"source {self.name!r} is empty")
-
-
-def fork_safe_opencv() -> None:
-    """Limit OpenCV to one thread in *this* (parent) process before DataLoader workers are forked.
-
-    OpenCV's thread pool does not survive ``fork``: a worker forked after the parent ran a multi-threaded OpenCV call
-    deadlocks on its first OpenCV call. Calling this before forking (the loaders here do) avoids it; the parallelism
-    of data loading comes from the workers anyway.
-    """
-    try:
-        import cv2
-    except ImportError:
-        return
-    cv2.setNumThreads(1)
-
-
-def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread per worker for torch and OpenCV (the workers are the parallelism)."""
-    torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
 
 
 class MixedBatchStream(IterableDataset):

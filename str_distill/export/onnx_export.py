@@ -78,7 +78,7 @@ class _PPOCRGraph(nn.Module):
 class _ViTGraph(nn.Module):
     """``(B, 3, 32, 128)`` -> (CTC logits, parallel logits, autoregressive logits), sharing one encoder pass.
 
-    The decoding loops mirror :meth:`STRModel.decode_parallel` and :meth:`STRModel.decode_autoregressive` in
+    The decoding loops mirror :meth:`ViTRecognizer.decode_parallel` and :meth:`ViTRecognizer.decode_autoregressive` in
     operations ONNX supports (no early stop: every step runs; a bool cumsum becomes an int64 one).
     """
 
@@ -130,14 +130,14 @@ class _ViTCTCGraph(nn.Module):
 
 
 def _family(model: nn.Module) -> str:
-    from ..models.model import STRModel
+    from ..models.model import ViTRecognizer
     from ..models.ppocr import PPOCRRecognizer
 
     if isinstance(model, PPOCRRecognizer):
         return "ppocr"
-    if isinstance(model, STRModel):
+    if isinstance(model, ViTRecognizer):
         return "vit" if "attention" in model.decodings else "vit-ctc"
-    raise TypeError(f"cannot export {type(model).__name__}: expected an STRModel or a PPOCRRecognizer")
+    raise TypeError(f"cannot export {type(model).__name__}: expected an ViTRecognizer or a PPOCRRecognizer")
 
 
 def export_onnx_bytes(
@@ -213,7 +213,7 @@ def export_onnx(
     """Export a recognizer to one self-contained ``.onnx`` file (weights, charset and preprocessing inside).
 
     Args:
-        model: an :class:`~str_distill.models.STRModel` (CTC head + parallel and autoregressive attention
+        model: an :class:`~str_distill.models.ViTRecognizer` (CTC head + parallel and autoregressive attention
             decoding, selected by the ``decoding`` input) or a :class:`~str_distill.models.PPOCRRecognizer`
             (CTC; dynamic width). Any dtype/device: the graph is float32. The model is not modified.
         path: the output file (parent folders are created).
@@ -302,7 +302,7 @@ def _config_with(config: Any, overrides: dict[str, Any]) -> Any:
 
 def _set_metadata(proto: Any, model: nn.Module, config: Any, family: str, refine_iters: int, opset: int,
                   source: str | None, quantization: str) -> None:
-    from .. import __version__
+    from .._version import __version__
     from ..preprocess import resolve_data_config
 
     onnx = _import_onnx()
@@ -315,7 +315,8 @@ def _set_metadata(proto: Any, model: nn.Module, config: Any, family: str, refine
         "config": json.dumps(config.to_dict()),
         "charset": json.dumps(tok.charset),
         "preprocessing": json.dumps(resolve_data_config(config)),
-        "decodings": json.dumps(list(model.decodings)),
+        # the graph of a PP-OCR model reads with CTC only, also when the model carries an attention decoder
+        "decodings": json.dumps(list(model.decodings) if family == "vit" else ["ctc"]),
         "modes": json.dumps(["autoregressive", "parallel"] if family == "vit" else []),
         "refine_iters": str(refine_iters if family == "vit" else 0),
         "max_label_length": str(tok.max_length),

@@ -78,6 +78,21 @@ def _onnx() -> Any:
     return onnx
 
 
+def read_onnx(path: Path) -> Any:
+    """The ONNX model proto of ``path``.
+
+    Raises:
+        FileNotFoundError: no such file; ConversionError: not a readable ONNX model (the message names the file).
+    """
+    onnx = _onnx()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:
+        raise ConversionError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
+
+
 def _slots(model: Any) -> tuple[list[_Slot], set[str]]:
     """Parameter groups in graph order, and the names of every float initializer with more than one element."""
     from onnx import numpy_helper
@@ -165,14 +180,8 @@ def load_ppocr_onnx(path: str | Path, config: PPOCRConfig | None = None) -> tupl
     Raises:
         ConversionError: naming the tensor that does not fit (missing, wrong shape, left over) or a charset mismatch.
     """
-    onnx = _onnx()
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such ONNX file")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as e:
-        raise ConversionError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
+    proto = read_onnx(path)
     chars = _charset(proto)
     config = config or PPOCRConfig()
     model = PPOCRRecognizer(config).eval()

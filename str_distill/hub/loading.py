@@ -174,7 +174,7 @@ def _fetch(repo: str, filename: str, revision: str | None, cache_dir: str | Path
     """``hf_hub_download`` with our user agent; ``local_only``: a cache lookup that never touches the network."""
     import huggingface_hub
 
-    from .. import __version__
+    from .._version import __version__
 
     if local_only:  # not hf_hub_download(local_files_only=True): building its headers may query the hub
         found = huggingface_hub.try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=revision)

@@ -7,12 +7,16 @@ Schema (``schema_version`` 1)::
      "models": {
        "<name>": {                         # "arch" or "arch.tag", e.g. "siga-vit-s"
          "status": "published" | "not yet trained",
+         "task": "recognition" | "detection",  # optional; a record without it is a recognizer
          "description": str,
          "architecture": str,              # a registered architecture (str_distill.list_models())
          "config": {...},                  # the full config.to_dict() of the family the weights load into
-         "charset": str,                   # copy of config["charset"]
+         "charset": str,                   # copy of config["charset"] (null for a detector)
          "preprocessing": {...},           # copy of config.data_config(): height, width, resize, channel order,
-                                           # mean, std, interpolation, padding (see preprocess.resolve_data_config)
+                                           # mean, std, interpolation, padding (see preprocess.resolve_data_config);
+                                           # a detector: config.detect_config()["preprocessing"] (resize rule,
+                                           # limit side, mean/std, ...)
+         # a detector also has "postprocessing": config.detect_config()["postprocessing"] (DB thresholds, unclip)
          "num_parameters": int,
          "dtype": "float32" | "float16" | "bfloat16" | null,             # of the stored tensors
          "files": [{"name": str, "sha256": 64 hex, "size": int}, ...],   # [] until trained
@@ -51,11 +55,13 @@ from .serialization import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, read_metadata,
 
 __all__ = [
     "BUNDLED_DIR",
+    "DEFAULT_MODEL",
     "MANIFEST_NAME",
     "REQUIRED_FIELDS",
     "bundled_dir",
     "default_model",
     "get_record",
+    "list_pretrained",
     "load_manifest",
     "make_record",
     "manifest_path",
@@ -64,6 +70,9 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "weights_manifest.json"
+#: What ``Recognizer.from_pretrained()`` loads without a name when the manifest names no ``default`` (a test keeps
+#: the two equal).
+DEFAULT_MODEL = "ppocrv6-small.scene-ft-neck"
 SCHEMA_VERSION = 1
 PUBLISHED = "published"
 NOT_TRAINED = "not yet trained"
@@ -80,6 +89,21 @@ MANIFEST_PATH: Path | None = None
 MAX_BUNDLED_FILE_BYTES = 16 * 2**20
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: What a record's weights do (``task``); a record without the field is a recognizer.
+TASKS = ("recognition", "detection")
+
+
+def record_processing(cfg: Any) -> dict[str, Any]:
+    """The fields a record copies from its config: ``task``, ``charset``, ``preprocessing`` (and a detector's
+    ``postprocessing``). The task is the network class's ``task`` attribute (recognizers have none)."""
+    from ..models.registry import FAMILIES
+
+    task = getattr(FAMILIES.get(type(cfg)), "task", "recognition")
+    if hasattr(cfg, "detect_config"):
+        spec = cfg.detect_config()
+        return {"task": task, "charset": None, "preprocessing": spec["preprocessing"],
+                "postprocessing": spec["postprocessing"]}
+    return {"task": task, "charset": cfg.charset, "preprocessing": cfg.data_config()}
 
 
 def manifest_path() -> Path:
@@ -117,9 +141,18 @@ def default_model(path: str | Path | None = None) -> str:
         name = json.loads(p.read_text()).get("default")
         if name:
             return str(name)
-    from ..predictor import DEFAULT_MODEL
-
     return DEFAULT_MODEL
+
+
+def list_pretrained(pattern: str = "*", path: str | Path | None = None) -> list[str]:
+    """Names of the published weights (``arch`` or ``arch.tag``) matching a glob ``pattern``, sorted.
+
+    Records of architectures whose weights are not trained yet are not listed (``str-distill models`` shows them).
+    """
+    import fnmatch
+
+    return sorted(n for n, rec in load_manifest(path).items()
+                  if rec.get("status") == PUBLISHED and fnmatch.fnmatch(n, pattern))
 
 
 def get_record(name: str, path: str | Path | None = None) -> dict[str, Any] | None:
@@ -149,8 +182,12 @@ def validate_manifest(path: str | Path | None = None, check_files: bool = True) 
         except Exception as e:
             problems.append(f"{name}: config does not parse: {e}")
             continue
-        copies = {"architecture": cfg.arch, "charset": cfg.charset, "preprocessing": cfg.data_config()}
-        problems += [f"{name}: {k}={rec[k]!r} disagrees with config ({v!r})" for k, v in copies.items() if rec[k] != v]
+        copies = {"architecture": cfg.arch, **record_processing(cfg)}
+        if rec.get("task", "recognition") not in TASKS:
+            problems.append(f"{name}: unknown task {rec.get('task')!r} (known: {', '.join(TASKS)})")
+        rec = {"task": "recognition", **rec}
+        problems += [f"{name}: {k}={rec.get(k)!r} disagrees with config ({v!r})" for k, v in copies.items()
+                     if rec.get(k) != v]
         if rec["status"] not in (PUBLISHED, NOT_TRAINED):
             problems.append(f"{name}: unknown status {rec['status']!r}")
         files, sources = rec["files"], rec["sources"]
@@ -253,13 +290,14 @@ def make_record(
         bundled = {"files": [f"{name}.{f.name}" for f in files]}
         for f, rel in zip(files, bundled["files"]):
             shutil.copyfile(f, bundled_dir() / rel)
+    copied = record_processing(cfg)
     return {
         "status": PUBLISHED,
+        "task": copied.pop("task"),
         "description": description,
         "architecture": cfg.arch,
         "config": cfg.to_dict(),
-        "charset": cfg.charset,
-        "preprocessing": cfg.data_config(),
+        **copied,
         "num_parameters": n_params,
         "dtype": dtypes[0] if len(dtypes) == 1 else None,
         "files": entries,

@@ -4,7 +4,7 @@
 >>> import ray
 >>> from str_distill.integrations.ray import BatchRecognizer
 >>> ds = ray.data.read_binary_files("crops/", include_paths=True)  # doctest: +SKIP
->>> ds = ds.map_batches(BatchRecognizer, fn_constructor_kwargs={"model": "ppocrv6-small.en"},
+>>> ds = ds.map_batches(BatchRecognizer, fn_constructor_kwargs={"model": "ppocrv6-small.scene-ft-neck"},
 ...                     compute=ray.data.ActorPoolStrategy(size=4), batch_size=256)  # doctest: +SKIP
 >>> ds.write_parquet("readings/")  # doctest: +SKIP
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["ModelConfig"]
+__all__ = ["ViTConfig"]
 
 
 @dataclass
-class ModelConfig:
-    """Architecture of a recognizer: a ViT encoder with a CTC head and a transformer attention decoder.
+class ViTConfig:
+    """Architecture of a ViT recognizer (the ``siga-vit-*`` family; formerly ``ModelConfig``): a ViT encoder with a
+    CTC head and a transformer attention decoder.
 
     Attributes:
         arch: registry family name, e.g. ``"siga-vit-s"``.
@@ -79,10 +80,21 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, d: dict[str, Any]) -> ViTConfig:
         """Build from a dict; unknown keys raise so that a config from a newer version is never half-read."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown model config keys: {unknown}")
         return cls(**d)
+
+_DEPRECATED = {"ModelConfig": "ViTConfig"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:  # the family's old name, kept working
+        import warnings
+
+        warnings.warn(f"{name} is deprecated; use {_DEPRECATED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[_DEPRECATED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,15 +11,25 @@ that differ only in their attention mask:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import DecoderOutput
 from .vit import Mlp
 
-__all__ = ["AttentionDecoder", "CTCHead", "DecoderOutput", "KVAttention"]
+__all__ = [
+    "AttentionDecoder",
+    "CTCHead",
+    "DecoderOutput",
+    "KVAttention",
+    "cloze_mask",
+    "decode_autoregressive",
+    "decode_parallel",
+    "permutation_mask",
+    "sequence_log_probs",
+    "teacher_forced",
+]
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -113,21 +123,6 @@ class DecoderLayer(nn.Module):
         return q + self.mlp(self.norm_mlp(q)), w
 
 
-@dataclass
-class DecoderOutput:
-    """Decoder results.
-
-    Attributes:
-        logits: ``(B, T, num_classes)``; position ``t`` predicts character ``t + 1`` (or EOS).
-        hidden: per layer, the query stream ``(B, T, D)`` (used by distillation).
-        attn: last layer's cross-attention over the encoder tokens averaged over heads, ``(B, T, N)``, if asked.
-    """
-
-    logits: torch.Tensor
-    hidden: list[torch.Tensor] = field(default_factory=list)
-    attn: torch.Tensor | None = None
-
-
 class AttentionDecoder(nn.Module):
     """Two-stream transformer decoder over encoder tokens.
 
@@ -198,3 +193,139 @@ class AttentionDecoder(nn.Module):
             hidden.append(q)
             attn = w if w is not None else attn
         return DecoderOutput(self.head(self.norm(q)), hidden, attn)
+
+
+# ---------------------------------------------------------------------------------------------- decoding passes
+# One implementation of every decoder pass, shared by the model families that carry an AttentionDecoder.
+
+
+def cloze_mask(content: torch.Tensor, pad: int) -> torch.Tensor:
+    """``(B, 1, S, S)`` bool: query ``t`` sees every non-PAD content key except ``t + 1`` (its own target)."""
+    s = content.shape[1]
+    idx = torch.arange(s, device=content.device)
+    allowed = idx[None, :] != (idx[:, None] + 1)
+    return allowed[None, None] & (content != pad)[:, None, None, :]
+
+
+def permutation_mask(perm: torch.Tensor, content: torch.Tensor, pad: int, eos: int) -> torch.Tensor:
+    """Attention mask of one factorization order (PARSeq's permutation language modelling).
+
+    Args:
+        perm: ``(S,)`` an order of the output positions ``0..S-1`` (position ``t`` predicts token ``t + 1``:
+            character ``t + 1`` or EOS); the identity is left-to-right decoding.
+        content: ``(B, S)`` content tokens ``[BOS, c_1, ...]``.
+
+    Returns:
+        ``(B, 1, S, S)`` bool: query ``t`` sees content key ``0`` (BOS) and the keys ``k >= 1`` of the tokens
+        predicted before it in ``perm`` (token ``k`` is predicted by position ``k - 1``), never PAD or EOS (as in
+        PARSeq: a character must not learn the word's length from an EOS placed earlier in the order).
+    """
+    s = content.shape[1]
+    rank = torch.empty_like(perm)
+    rank[perm] = torch.arange(s, device=perm.device)
+    key_rank = torch.cat([rank.new_full((1,), -1), rank[:-1]])  # content k holds the token of position k - 1
+    allowed = key_rank[None, :] < rank[:, None]
+    return allowed[None, None] & ((content != pad) & (content != eos))[:, None, None, :]
+
+
+def decode_autoregressive(
+    dec: AttentionDecoder, bos: int, eos: int, memory: torch.Tensor, steps: int, use_cache: bool = True,
+    return_attn: bool = False,
+) -> DecoderOutput:
+    """Greedy autoregressive decoding over encoder tokens ``(B, N, D)``; stops once every sequence has an EOS.
+
+    Returns:
+        logits ``(B, T, num_classes)`` with ``T <= steps``; ``attn`` ``(B, T, N)`` if asked.
+    """
+    mkv = dec.memory_kv(memory)
+    tokens = torch.full((memory.shape[0], 1), bos, dtype=torch.long, device=memory.device)
+    cache: list[KV] = []
+    logits, attns = [], []
+    for t in range(steps):
+        if use_cache:
+            new = dec.content_kv(tokens[:, t : t + 1], start=t)
+            cache = new if t == 0 else [(torch.cat([k, nk], 2), torch.cat([v, nv], 2))
+                                        for (k, v), (nk, nv) in zip(cache, new)]
+            ckv = cache
+        else:
+            ckv = dec.content_kv(tokens, start=0)
+        out = dec(ckv, mkv, start=t, length=1, return_attn=return_attn)
+        logits.append(out.logits)
+        if out.attn is not None:
+            attns.append(out.attn)
+        tokens = torch.cat([tokens, out.logits.argmax(-1)], 1)
+        if bool((tokens[:, 1:] == eos).any(1).all()):
+            break
+    return DecoderOutput(torch.cat(logits, 1), [], torch.cat(attns, 1) if attns else None)
+
+
+def decode_parallel(
+    dec: AttentionDecoder, bos: int, eos: int, pad: int, memory: torch.Tensor, steps: int, refine_iters: int = 1,
+    return_attn: bool = False,
+) -> DecoderOutput:
+    """Non-autoregressive pass (all ``steps`` positions at once) followed by ``refine_iters`` cloze refinements.
+
+    Returns:
+        logits ``(B, steps, num_classes)``; ``attn`` ``(B, steps, N)`` if asked.
+    """
+    b = memory.shape[0]
+    mkv = dec.memory_kv(memory)
+    start = torch.full((b, 1), bos, dtype=torch.long, device=memory.device)
+    out = dec(dec.content_kv(start), mkv, start=0, length=steps, return_attn=return_attn)
+    for _ in range(refine_iters):
+        ids = out.logits.argmax(-1)[:, :-1]
+        after_eos = (ids == eos).cumsum(1) - (ids == eos).long() > 0
+        content = torch.cat([start, ids.masked_fill(after_eos, pad)], 1)
+        out = dec(dec.content_kv(content), mkv, start=0, length=steps, mask=cloze_mask(content, pad),
+                  return_attn=return_attn)
+    return out
+
+
+def teacher_forced(
+    dec: AttentionDecoder, memory: torch.Tensor, targets: torch.Tensor, pad: int, eos: int = 0,
+    passes: tuple[str, ...] = ("ar", "parallel", "cloze"), perms: list[torch.Tensor] | None = None,
+) -> tuple[DecoderOutput, DecoderOutput | None, DecoderOutput | None, list[DecoderOutput]]:
+    """Teacher-forced decoder passes for the losses.
+
+    Args:
+        memory: encoder tokens ``(B, N, D)``.
+        targets: ``(B, L + 2)`` ``[BOS, chars, EOS, PAD...]``.
+        passes: ``"ar"`` always runs; ``"parallel"`` and ``"cloze"`` on request.
+        perms: extra factorization orders of the ``L + 1`` output positions (permutation language modelling;
+            see :func:`permutation_mask`), each run as one more pass.
+
+    Returns:
+        ``(ar, parallel, cloze, permuted)``, logits over ``L + 1`` positions each.
+    """
+    mkv = dec.memory_kv(memory)
+    content = targets[:, :-1]
+    steps = content.shape[1]
+    ckv = dec.content_kv(content)
+    keep = (content != pad)[:, None, None, :]
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=memory.device).tril()
+    ar = dec(ckv, mkv, 0, steps, mask=causal & keep)
+    parallel = cloze = None
+    if "parallel" in passes:
+        parallel = dec([(k[:, :, :1], v[:, :, :1]) for k, v in ckv], mkv, 0, steps)
+    if "cloze" in passes:
+        cloze = dec(ckv, mkv, 0, steps, mask=cloze_mask(content, pad))
+    permuted = [dec(ckv, mkv, 0, steps, mask=permutation_mask(p, content, pad, eos)) for p in (perms or [])]
+    return ar, parallel, cloze, permuted
+
+
+def sequence_log_probs(
+    dec: AttentionDecoder, memory: torch.Tensor, targets: torch.Tensor, pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of given readings under the decoder (left to right, teacher-forced).
+
+    Args:
+        memory: ``(B, N, D)``; targets: ``(B, L + 2)`` ``[BOS, chars, EOS, PAD...]``.
+
+    Returns:
+        ``(total (B,), logits (B, L + 1, num_classes))``: the summed log-probabilities of the characters and the
+        EOS, and the logits of every position.
+    """
+    ar = teacher_forced(dec, memory, targets, pad, passes=("ar",))[0]
+    gold = targets[:, 1:]
+    logp = ar.logits.float().log_softmax(-1).gather(-1, gold.clamp(max=ar.logits.shape[-1] - 1)[..., None])[..., 0]
+    return logp.masked_fill(gold == pad, 0.0).sum(1), ar.logits

@@ -5,42 +5,30 @@ Images in, logits out. Image loading, resizing, batching, device and dtype live 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from ..tokenizer import Tokenizer
-from .config import ModelConfig
-from .decoder import AttentionDecoder, CTCHead, DecoderOutput
+from .base import TrainOutput
+from .config import ViTConfig
+from .decoder import (
+    AttentionDecoder,
+    CTCHead,
+    DecoderOutput,
+    cloze_mask,
+    decode_autoregressive,
+    decode_parallel,
+    teacher_forced,
+)
 from .vit import VisionTransformer
 
-__all__ = ["STRModel", "TrainOutput"]
+__all__ = ["ViTRecognizer", "TrainOutput", "cloze_mask"]
 
 
-@dataclass
-class TrainOutput:
-    """Teacher-forced outputs for one batch (see :meth:`STRModel.forward_train`).
-
-    Attributes:
-        memory: encoder tokens ``(B, N, D)``.
-        taps: encoder block outputs that were asked for, each ``(B, N, D)``.
-        ctc_logits: ``(B, F, num_classes)``.
-        ar, parallel, cloze: decoder outputs over ``L + 1`` positions, ``L`` the longest label in the batch
-            (``None`` for CTC-only models).
-    """
-
-    memory: torch.Tensor
-    taps: list[torch.Tensor]
-    ctc_logits: torch.Tensor
-    ar: DecoderOutput | None
-    parallel: DecoderOutput | None
-    cloze: DecoderOutput | None
-
-
-class STRModel(nn.Module):
-    """Scene-text recognizer.
+class ViTRecognizer(nn.Module):
+    """ViT scene-text recognizer (the ``siga-vit-*`` family; formerly ``STRModel``).
 
     Args:
         config: the architecture; :attr:`tokenizer` is derived from its charset and max label length.
@@ -51,7 +39,7 @@ class STRModel(nn.Module):
     parts: dict[str, tuple[str, ...]] = {"encoder": ("encoder.",), "ctc_head": ("ctc_head.",),
                                          "decoder": ("decoder.",)}
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = config
         self.tokenizer = Tokenizer(config.charset, config.max_label_length)
@@ -75,7 +63,7 @@ class STRModel(nn.Module):
         ) if c.dec_depth > 0 else None
         if self.decoder is None:
             self.decodings = ("ctc",)
-            self.parts = {k: v for k, v in STRModel.parts.items() if k != "decoder"}
+            self.parts = {k: v for k, v in ViTRecognizer.parts.items() if k != "decoder"}
         self.apply(_init_weights)
 
     # ------------------------------------------------------------------------------------------ encoder / CTC
@@ -107,30 +95,8 @@ class STRModel(nn.Module):
         """
         tok = self.tokenizer
         steps = min(max_length or tok.max_length, tok.max_length) + 1
-        dec = self._attention_decoder()
-        mkv = dec.memory_kv(memory)
-        tokens = torch.full((memory.shape[0], 1), tok.BOS, dtype=torch.long, device=memory.device)
-        cache: list[tuple[torch.Tensor, torch.Tensor]] = []
-        logits, attns = [], []
-        for t in range(steps):
-            if use_cache:
-                new = dec.content_kv(tokens[:, t : t + 1], start=t)
-                if t == 0:
-                    cache = new
-                else:
-                    cache = [(torch.cat([k, nk], 2), torch.cat([v, nv], 2)) for (k, v), (nk, nv) in zip(cache, new)]
-                ckv = cache
-            else:
-                ckv = dec.content_kv(tokens, start=0)
-            out = dec(ckv, mkv, start=t, length=1, return_attn=return_attn)
-            logits.append(out.logits)
-            if out.attn is not None:
-                attns.append(out.attn)
-            nxt = out.logits.argmax(-1)
-            tokens = torch.cat([tokens, nxt], 1)
-            if bool((tokens[:, 1:] == tok.EOS).any(1).all()):
-                break
-        return DecoderOutput(torch.cat(logits, 1), [], torch.cat(attns, 1) if attns else None)
+        return decode_autoregressive(self._attention_decoder(), tok.BOS, tok.EOS, memory, steps, use_cache,
+                                     return_attn)
 
     def decode_parallel(self, memory: torch.Tensor, refine_iters: int = 1, return_attn: bool = False) -> DecoderOutput:
         """Non-autoregressive pass (all positions at once) followed by ``refine_iters`` cloze refinements.
@@ -138,18 +104,9 @@ class STRModel(nn.Module):
         Returns:
             logits ``(B, max_length + 1, num_classes)``; ``attn`` ``(B, max_length + 1, N)`` if asked.
         """
-        tok, dec = self.tokenizer, self._attention_decoder()
-        b, steps = memory.shape[0], tok.max_length + 1
-        mkv = dec.memory_kv(memory)
-        bos = torch.full((b, 1), tok.BOS, dtype=torch.long, device=memory.device)
-        out = dec(dec.content_kv(bos), mkv, start=0, length=steps, return_attn=return_attn)
-        for _ in range(refine_iters):
-            ids = out.logits.argmax(-1)[:, :-1]
-            after_eos = (ids == tok.EOS).cumsum(1) - (ids == tok.EOS).long() > 0
-            content = torch.cat([bos, ids.masked_fill(after_eos, tok.PAD)], 1)
-            mask = cloze_mask(content, tok.PAD)
-            out = dec(dec.content_kv(content), mkv, start=0, length=steps, mask=mask, return_attn=return_attn)
-        return out
+        tok = self.tokenizer
+        return decode_parallel(self._attention_decoder(), tok.BOS, tok.EOS, tok.PAD, memory, tok.max_length + 1,
+                               refine_iters, return_attn)
 
     def forward(
         self,
@@ -190,31 +147,11 @@ class STRModel(nn.Module):
         memory, taps = self.encoder(images, return_layers=return_layers) if return_layers else (self.encode(images), [])
         if self.decoder is None:  # CTC-only: no decoder passes
             return TrainOutput(memory, list(taps), self.ctc_logits(memory), None, None, None)
-        dec, pad = self.decoder, self.tokenizer.PAD
-        mkv = dec.memory_kv(memory)
-        content = targets[:, :-1]
-        steps = content.shape[1]
-        ckv = dec.content_kv(content)
-        keep = (content != pad)[:, None, None, :]
-        causal = torch.ones(steps, steps, dtype=torch.bool, device=images.device).tril()
-        ar = dec(ckv, mkv, 0, steps, mask=causal & keep)
-        parallel = cloze = None
-        if "parallel" in passes:
-            parallel = dec([(k[:, :, :1], v[:, :, :1]) for k, v in ckv], mkv, 0, steps)
-        if "cloze" in passes:
-            cloze = dec(ckv, mkv, 0, steps, mask=cloze_mask(content, pad))
+        ar, parallel, cloze, _ = teacher_forced(self.decoder, memory, targets, self.tokenizer.PAD, passes=passes)
         return TrainOutput(memory, list(taps), self.ctc_logits(memory), ar, parallel, cloze)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def cloze_mask(content: torch.Tensor, pad: int) -> torch.Tensor:
-    """``(B, 1, S, S)`` bool: query ``t`` sees every non-PAD content key except ``t + 1`` (its own target)."""
-    s = content.shape[1]
-    idx = torch.arange(s, device=content.device)
-    allowed = idx[None, :] != (idx[:, None] + 1)
-    return allowed[None, None] & (content != pad)[:, None, None, :]
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -228,3 +165,14 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.kaiming_normal_(m.weight, mode="fan_out")
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+
+_DEPRECATED = {"STRModel": "ViTRecognizer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:  # the family's old name, kept working
+        import warnings
+
+        warnings.warn(f"{name} is deprecated; use {_DEPRECATED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[_DEPRECATED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ Input ``(B, 3, 48, W)`` normalized BGR images (``W`` a multiple of 8); output CT
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -18,8 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..tokenizer import Tokenizer
-from .decoder import DecoderOutput
-from .model import TrainOutput
+from .base import TrainOutput
+from .decoder import (
+    AttentionDecoder,
+    DecoderOutput,
+    decode_autoregressive,
+    decode_parallel,
+    sequence_log_probs,
+    teacher_forced,
+)
 
 __all__ = ["PPOCRConfig", "PPOCRRecognizer"]
 
@@ -44,6 +52,13 @@ class PPOCRConfig:
         mean, std, interpolation: normalization and resize filter (``"cv2_linear"``: bilinear without
             antialiasing, as OpenCV's ``INTER_LINEAR``).
         max_label_length: the longest text the CTC decoder returns.
+        dec_depth: layers of the optional attention decoder over the neck's frames (0: CTC only, no decoder).
+        dec_dim, dec_heads, dec_mlp_ratio: the decoder's width, heads and MLP ratio.
+        dec_max_length: the longest text the attention decoder reads (its number of positions minus one).
+        joint_ctc_weight: joint reading (``decoding="joint"``): a candidate's score is its log-probability under
+            the decoder plus this weight times its log-probability under CTC.
+        default_decoding: what ``decoding=None`` reads with: ``"ctc"``, or with a decoder ``"attention"`` or
+            ``"joint"``.
         extra: free-form notes carried with the config.
     """
 
@@ -67,6 +82,13 @@ class PPOCRConfig:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: str = "cv2_linear"
     max_label_length: int = 200
+    dec_depth: int = 0
+    dec_dim: int = 192
+    dec_heads: int = 6
+    dec_mlp_ratio: float = 4.0
+    dec_max_length: int = 25
+    joint_ctc_weight: float = 1.0
+    default_decoding: str = "ctc"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -86,6 +108,18 @@ class PPOCRConfig:
             raise ValueError("need 0 < min_width <= max_width and width_multiple >= 1")
         if self.height % 16:
             raise ValueError(f"height must be a multiple of 16, got {self.height}")
+        if self.dec_depth < 0 or (self.dec_depth and self.dec_dim % self.dec_heads):
+            raise ValueError(f"need dec_depth >= 0 and dec_dim {self.dec_dim} divisible by dec_heads {self.dec_heads}")
+        allowed = ("ctc", "attention", "joint") if self.dec_depth else ("ctc",)
+        if self.default_decoding not in allowed:
+            raise ValueError(f"default_decoding must be one of {allowed} (dec_depth {self.dec_depth}), "
+                             f"got {self.default_decoding!r}")
+
+    @property
+    def decodings(self) -> tuple[str, ...]:
+        """The reading methods of this architecture, ``default_decoding`` first."""
+        names = ("ctc", "attention", "joint") if self.dec_depth else ("ctc",)
+        return (self.default_decoding, *(n for n in names if n != self.default_decoding))
 
     def data_config(self) -> dict[str, Any]:
         """The preprocessing the weights expect, as data (see :class:`str_distill.preprocess.Preprocessor`)."""
@@ -234,14 +268,28 @@ class _LightSVTRNeck(nn.Module):
         return self.norm(z) + skip.flatten(2).transpose(1, 2)
 
 
+def _frame_positions(t: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Sinusoidal encoding of frame indices ``0..t-1``: ``(1, t, dim)`` (defined for any width)."""
+    pos = torch.arange(t, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    out = torch.zeros(t, dim, device=device, dtype=torch.float32)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return out[None].to(dtype)
+
+
 class PPOCRRecognizer(nn.Module):
-    """PP-OCR-style CTC recognizer.
+    """PP-OCR-style recognizer: CTC head, and optionally an attention decoder over the same frames.
+
+    With ``config.dec_depth > 0`` the neck's frames ``(B, T, neck_dim)`` (plus a sinusoidal frame position, scaled
+    by a learned factor) are also the memory of an :class:`~str_distill.models.decoder.AttentionDecoder` (the
+    PARSeq-style two-stream decoder of the ViT family, the same passes), so the model reads with ``"ctc"``,
+    ``"attention"`` (autoregressive or parallel with refinement) or ``"joint"`` (both readings, rescored).
 
     Args:
         config: the architecture; :attr:`tokenizer` is derived from its charset (class 0 is the CTC blank).
     """
 
-    decodings: tuple[str, ...] = ("ctc",)
     #: inference runs in channels-last memory format (faster for these convolutions on CPU)
     channels_last: bool = True
 
@@ -249,6 +297,7 @@ class PPOCRRecognizer(nn.Module):
         super().__init__()
         self.config = c = config
         self.tokenizer = Tokenizer(c.charset, c.max_label_length)
+        self.decodings: tuple[str, ...] = c.decodings
         self.stem = _Stem(c.stem_channels[0], c.stem_channels[1], c.channels[0])
         stages: list[nn.Module] = []
         cin = c.channels[0]
@@ -262,6 +311,15 @@ class PPOCRRecognizer(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.neck = _LightSVTRNeck(cin, c.neck_dim, c.neck_depth, c.neck_heads, c.neck_mlp_ratio, c.neck_kernel)
         self.head = nn.Linear(c.neck_dim, self.tokenizer.num_classes)
+        self.decoder: AttentionDecoder | None = None
+        self.parts = dict(PPOCRRecognizer.parts)
+        if c.dec_depth:
+            tok = self.tokenizer
+            self.pos_scale = nn.Parameter(torch.tensor(0.1))
+            self.decoder = AttentionDecoder(tok.num_classes, tok.num_input_tokens, c.dec_dim, c.dec_depth,
+                                            c.dec_heads, c.dec_mlp_ratio, c.dec_max_length, c.neck_dim)
+            self.decoder.apply(_init_decoder_weights)
+            self.parts["decoder"] = ("decoder.", "pos_scale")
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> neck features ``(B, W / 8, neck_dim)``, one per CTC frame."""
@@ -270,47 +328,130 @@ class PPOCRRecognizer(nn.Module):
         x = F.avg_pool2d(x, pool, pool)
         return self.neck(x)
 
+    def decoder_memory(self, feats: torch.Tensor) -> torch.Tensor:
+        """Neck features ``(B, T, neck_dim)`` -> the decoder's memory (same shape, frame positions added)."""
+        b, t, d = feats.shape
+        return feats + self.pos_scale * _frame_positions(t, d, feats.device, feats.dtype)
+
+    def attention_grid(self, num_tokens: int) -> tuple[int, int]:
+        """How the ``num_tokens`` memory positions of an attention map lie on the image: one row of frames."""
+        return 1, num_tokens
+
+    def _attention_decoder(self) -> AttentionDecoder:
+        if self.decoder is None:
+            raise ValueError(f"{self.config.arch} reads with CTC only (decoding='ctc'); it has no attention decoder")
+        return self.decoder
+
+    def read_attention(self, memory: torch.Tensor, mode: str = "autoregressive", refine_iters: int = 1,
+                       return_attn: bool = False) -> DecoderOutput:
+        """Attention decoding of decoder memory ``(B, T, neck_dim)`` (see :meth:`decoder_memory`)."""
+        tok, dec, steps = self.tokenizer, self._attention_decoder(), self.config.dec_max_length + 1
+        if mode == "parallel":
+            return decode_parallel(dec, tok.BOS, tok.EOS, tok.PAD, memory, steps, refine_iters, return_attn)
+        if mode != "autoregressive":
+            raise ValueError(f"mode must be 'autoregressive' or 'parallel', got {mode!r}")
+        return decode_autoregressive(dec, tok.BOS, tok.EOS, memory, steps, return_attn=return_attn)
+
+    def joint_candidates(self, feats: torch.Tensor, ctc_logits: torch.Tensor, mode: str = "autoregressive",
+                         refine_iters: int = 1) -> dict[str, torch.Tensor]:
+        """The two readings joint decoding chooses between, and their scores.
+
+        Args:
+            feats: neck features ``(B, T, neck_dim)``; ctc_logits: ``(B, T, C)``.
+
+        Returns:
+            ``targets`` ``(2B, L + 2)``: rows ``0..B-1`` the greedy CTC readings, rows ``B..2B-1`` the attention
+            readings, as ``[BOS, ids, EOS, PAD...]``; ``att_lp`` and ``ctc_lp`` ``(2B,)``: each reading's
+            log-probability under the decoder and under CTC; ``logits`` ``(2B, L + 1, C)``: the decoder's
+            teacher-forced logits along each reading.
+        """
+        tok, b, dev = self.tokenizer, feats.shape[0], feats.device
+        memory = self.decoder_memory(feats)
+        att = self.read_attention(memory, mode, refine_iters).logits.argmax(-1)
+        cands = (_ctc_greedy(ctc_logits.argmax(-1), tok.BLANK, self.config.dec_max_length)
+                 + _until_eos(att, tok.EOS, self.config.dec_max_length))
+        targets = _targets(cands, tok.BOS, tok.EOS, tok.PAD, dev)
+        att_lp, logits = sequence_log_probs(self._attention_decoder(), torch.cat([memory, memory], 0), targets,
+                                            tok.PAD)
+        logp = ctc_logits.float().log_softmax(-1).transpose(0, 1)
+        lengths = torch.tensor([len(c) for c in cands], dtype=torch.long, device=dev)
+        labels = targets[:, 1:-1].masked_fill(targets[:, 1:-1] == tok.PAD, 0)
+        if labels.shape[1] == 0:
+            labels = torch.zeros(2 * b, 1, dtype=torch.long, device=dev)
+        frames = torch.full((2 * b,), logp.shape[0], dtype=torch.long, device=dev)
+        ctc_lp = -F.ctc_loss(torch.cat([logp, logp], 1), labels, frames, lengths, blank=tok.BLANK, reduction="none")
+        return {"targets": targets, "att_lp": att_lp, "ctc_lp": ctc_lp, "logits": logits}
+
+    def read_joint(self, feats: torch.Tensor, ctc_logits: torch.Tensor, mode: str = "autoregressive",
+                   refine_iters: int = 1) -> DecoderOutput:
+        """Joint reading: the greedy CTC reading and the attention reading (:meth:`joint_candidates`), each scored
+        by ``log p_attention + joint_ctc_weight * log p_ctc``; the higher score wins, sample by sample.
+
+        Returns:
+            :class:`DecoderOutput` with ``ids`` ``(B, L + 1)`` the chosen readings (EOS-terminated, EOS-padded)
+            and ``logits`` ``(B, L + 1, C)`` the decoder's teacher-forced logits along them.
+        """
+        tok, b = self.tokenizer, feats.shape[0]
+        c = self.joint_candidates(feats, ctc_logits, mode, refine_iters)
+        score = c["att_lp"] + self.config.joint_ctc_weight * c["ctc_lp"]
+        rows = torch.arange(b, device=feats.device) + b * (score[b:] > score[:b]).long()
+        chosen = c["targets"][rows, 1:]
+        return DecoderOutput(c["logits"][rows], [], None, chosen.masked_fill(chosen == tok.PAD, tok.EOS))
+
     def forward(
         self,
         images: torch.Tensor,
-        decoding: Literal["ctc"] = "ctc",
+        decoding: Literal["ctc", "attention", "joint"] = "ctc",
         mode: str = "autoregressive",
         refine_iters: int = 1,
         return_attn: bool = False,
     ) -> DecoderOutput:
-        """Inference: ``(B, 3, H, W)`` normalized images -> :class:`DecoderOutput` with CTC logits ``(B, T, C)``.
+        """Inference: ``(B, 3, H, W)`` normalized images -> :class:`DecoderOutput`.
 
-        ``mode`` and ``refine_iters`` belong to attention decoding, which this family does not have; they are
-        accepted (and ignored) so that every family shares one call signature.
+        ``"ctc"``: CTC logits ``(B, T, C)``. ``"attention"`` (models with a decoder): decoder logits
+        ``(B, S, C)``, ``mode="autoregressive"`` or ``"parallel"`` (+ ``refine_iters`` refinements),
+        cross-attention ``(B, S, T)`` with ``return_attn``. ``"joint"``: see :meth:`read_joint`.
         """
-        if decoding != "ctc":
-            raise ValueError(f"{self.config.arch} reads with CTC only (decoding='ctc'); it has no attention decoder")
-        if return_attn:
-            raise ValueError(f"{self.config.arch} has no attention maps (CTC only)")
-        return DecoderOutput(self.head(self.features(images)))
+        if decoding not in self.decodings:
+            self._attention_decoder()  # a CTC-only model says so
+            raise ValueError(f"{self.config.arch} cannot decode with {decoding!r}: it supports "
+                             f"{', '.join(self.decodings)}")
+        if return_attn and decoding != "attention":
+            raise ValueError(f"return_attn needs decoding='attention' (got {decoding!r})")
+        feats = self.features(images)
+        if decoding == "ctc":
+            return DecoderOutput(self.head(feats))
+        if decoding == "attention":
+            return self.read_attention(self.decoder_memory(feats), mode, refine_iters, return_attn)
+        return self.read_joint(feats, self.head(feats), mode, refine_iters)
 
     def forward_train(
         self,
         images: torch.Tensor,
         targets: torch.Tensor | None = None,
-        passes: tuple[str, ...] = (),
+        passes: tuple[str, ...] = ("ar", "parallel", "cloze"),
         return_layers: tuple[int, ...] = (),
     ) -> TrainOutput:
-        """Training forward: CTC logits and the neck features (no decoder passes: this family has none).
+        """Training forward: CTC logits, the neck features and, with a decoder, its teacher-forced passes.
 
         Args:
             images: ``(B, 3, H, W)``.
-            targets, passes: accepted for the shared trainer interface and ignored.
+            targets: ``(B, L + 2)`` from :meth:`Tokenizer.encode` (needed with a decoder; ignored without).
+            passes: decoder passes (``"ar"`` always runs with a decoder).
             return_layers: must be empty (feature taps are a ViT-encoder notion).
 
         Returns:
             :class:`TrainOutput` with ``memory`` the neck features ``(B, T, neck_dim)``, ``ctc_logits``
-            ``(B, T, C)`` and ``ar``/``parallel``/``cloze`` ``None``.
+            ``(B, T, C)`` and ``ar``/``parallel``/``cloze`` (``None`` without a decoder).
         """
         if return_layers:
             raise ValueError(f"{self.config.arch} has no encoder blocks to tap (return_layers={return_layers})")
         feats = self.features(images)
-        return TrainOutput(feats, [], self.head(feats), None, None, None)
+        if self.decoder is None or targets is None:
+            return TrainOutput(feats, [], self.head(feats), None, None, None)
+        ar, parallel, cloze, _ = teacher_forced(self.decoder, self.decoder_memory(feats), targets,
+                                                self.tokenizer.PAD, self.tokenizer.EOS, passes)
+        return TrainOutput(feats, [], self.head(feats), ar, parallel, cloze)
 
     #: layers whose rows are the output classes (a charset change keeps the rows of shared characters)
     charset_rows: tuple[str, ...] = ("head",)
@@ -319,3 +460,43 @@ class PPOCRRecognizer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _init_decoder_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
+def _until_eos(ids: torch.Tensor, eos: int, max_length: int) -> list[list[int]]:
+    """Attention argmax ids ``(B, S)`` -> the characters before the first EOS, per sample."""
+    out = []
+    for row in ids.tolist():
+        n = row.index(eos) if eos in row else len(row)
+        out.append(row[: min(n, max_length)])
+    return out
+
+
+def _ctc_greedy(ids: torch.Tensor, blank: int, max_length: int) -> list[list[int]]:
+    """Frame argmax ids ``(B, T)`` -> collapsed, blank-free class sequences."""
+    out = []
+    for row in ids.tolist():
+        seq, prev = [], -1
+        for i in row:
+            if i != prev and i != blank:
+                seq.append(i)
+            prev = i
+        out.append(seq[:max_length])
+    return out
+
+
+def _targets(seqs: list[list[int]], bos: int, eos: int, pad: int, device: torch.device) -> torch.Tensor:
+    """``[BOS, ids, EOS, PAD...]`` rows ``(B, max_len + 2)``."""
+    width = max((len(x) for x in seqs), default=0) + 2
+    out = torch.full((len(seqs), width), pad, dtype=torch.long)
+    for i, seq in enumerate(seqs):
+        out[i, 0] = bos
+        out[i, 1 : len(seq) + 1] = torch.tensor(seq, dtype=torch.long)
+        out[i, len(seq) + 1] = eos
+    return out.to(device)

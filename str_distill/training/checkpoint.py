@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..hub.serialization import load_state_dict, save_pretrained
-from ..models.model import STRModel
+from ..models.model import ViTRecognizer
 from .ema import ModelEMA
 from .objectives import Objective
 
@@ -77,7 +77,7 @@ def _objective_state(objectives: Sequence[Objective]) -> dict[str, torch.Tensor]
 
 def save_checkpoint(
     directory: str | Path,
-    model: STRModel,
+    model: ViTRecognizer,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     ema: ModelEMA | None = None,
@@ -120,7 +120,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     directory: str | Path,
-    model: STRModel,
+    model: ViTRecognizer,
     optimizer: torch.optim.Optimizer | None = None,
     ema: ModelEMA | None = None,
     objectives: Sequence[Objective] = (),

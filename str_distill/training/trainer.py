@@ -21,16 +21,17 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ..data.collate import Batch
 from ..data.report import BadSampleReport
-from ..models.model import STRModel
+from ..devices import DTYPES, cpu_has_native_bf16, resolve_device
+from ..models.model import ViTRecognizer
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .config import TrainConfig
 from .distributed import context as dist_context
 from .distributed import local_batch_size, wrap_ddp
 from .ema import ModelEMA
@@ -38,108 +39,7 @@ from .losses import LossWeights, RecognitionLoss
 from .objectives import Objective, check_objective, encoder_layers_needed, view_for
 from .schedule import LRSchedule, param_groups
 
-__all__ = ["TrainConfig", "Trainer", "benchmark", "cpu_has_native_bf16", "freeze_parts", "resolve_device"]
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters and housekeeping of a run (the CLI flags map one to one; see ``docs/training.md``).
-
-    Attributes:
-        batch_size: samples per step (the data stream must produce batches of this size); under ``torchrun`` the
-            global batch, of which each of the ``N`` processes takes ``batch_size / N``.
-        lr: peak learning rate; weight_decay, betas: AdamW (no decay on biases, norms, position embeddings).
-        schedule, warmup, min_lr_ratio: see :class:`~str_distill.training.schedule.LRSchedule`.
-        steps: step budget; minutes: wall-clock budget of the training loop (either or both; first reached wins).
-        clip_grad: max global gradient norm (0 disables clipping; the norm is logged either way).
-        label_smoothing: for the decoder cross-entropies.
-        loss_weights: weights of the ar / parallel / cloze / CTC terms.
-        ema: EMA decay (0 = off); validation and the final weights then use the EMA weights.
-        precision: ``"auto"`` (bf16 autocast on CUDA, and on CPUs with native bfloat16 kernels such as AVX512-BF16
-            or AMX; fp32 on other CPUs), ``"bf16"`` or ``"fp32"``.
-        compile: ``torch.compile`` the teacher-forced forward (fixed-length targets keep shapes static).
-        gpu_augment: apply :class:`~str_distill.data.augment.GpuAugment` on the device.
-        reuse: train on each data batch for this many consecutive steps; repeats always get a fresh GPU
-            augmentation (for data-bound machines: the CPU renders ``1 / reuse`` of the images the GPU consumes).
-        log_every: steps between metric records; val_every / save_every: steps between validations / checkpoints
-            (0 = only at the end); save_minutes: also checkpoint when this much time passed since the last one.
-        val_max_samples: cap per validation set; val_protocol: ``"36"`` or ``"94"``; val_batch_size.
-        save_dtype: dtype of the final weights; max_shard_mb: shard them into files of at most this size.
-        progress: ``"auto"`` (a bar on a terminal, log lines otherwise), ``"bar"``, ``"log"``, ``"none"``.
-        seed: seeds torch (initialization is done by the caller; this seeds dropout and GPU augmentation).
-        freeze: parts of the model held fixed (names from the model's ``parts``: ``backbone``, ``neck``,
-            ``head`` for PP-OCR models; ``encoder``, ``ctc_head``, ``decoder`` for ViT recognizers).
-        freeze_bn: keep BatchNorm layers in eval mode (running statistics fixed) while training.
-        keep_best: also export the weights of the best validation so far to ``best/`` (early stopping keeps them);
-            the best is the highest word accuracy, ties broken by the higher 1-NED.
-        patience: stop after this many validations without a better score (0 = never stop early).
-    """
-
-    batch_size: int = 256
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup: float = 0.05
-    min_lr_ratio: float = 0.01
-    steps: int | None = None
-    minutes: float | None = None
-    clip_grad: float = 3.0
-    label_smoothing: float = 0.1
-    loss_weights: LossWeights = field(default_factory=LossWeights)
-    ema: float = 0.0
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    compile: bool = False
-    gpu_augment: bool = False
-    reuse: int = 1
-    log_every: int = 50
-    val_every: int = 1000
-    save_every: int = 1000
-    save_minutes: float = 10.0
-    val_max_samples: int | None = 2000
-    val_protocol: Literal["36", "94"] = "36"
-    val_batch_size: int = 256
-    save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    max_shard_mb: float | None = None
-    progress: Literal["auto", "bar", "log", "none"] = "auto"
-    seed: int = 0
-    freeze: tuple[str, ...] = ()
-    freeze_bn: bool = False
-    keep_best: bool = False
-    patience: int = 0
-
-    def __post_init__(self) -> None:
-        if self.steps is None and self.minutes is None:
-            raise ValueError("give a budget: steps and/or minutes")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
-        if self.reuse < 1:
-            raise ValueError(f"reuse must be >= 1, got {self.reuse}")
-        self.freeze = tuple(self.freeze)
-        if self.patience < 0:
-            raise ValueError(f"patience must be >= 0, got {self.patience}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.save_dtype not in DTYPES:
-            raise ValueError(f"save_dtype must be one of {sorted(DTYPES)}, got {self.save_dtype!r}")
-        LRSchedule(self.schedule, self.warmup, self.min_lr_ratio)  # validates
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["loss_weights"] = self.loss_weights.to_dict()
-        return d
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU runs bfloat16 matrix kernels natively (AVX512-BF16 / AMX), where bf16 autocast is faster."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+__all__ = ["TrainConfig", "Trainer", "freeze_parts"]
 
 
 def freeze_parts(model: torch.nn.Module, parts: Sequence[str]) -> list[str]:
@@ -162,21 +62,11 @@ def freeze_parts(model: torch.nn.Module, parts: Sequence[str]) -> list[str]:
     return frozen
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
-    return dev
-
-
 class Trainer:
-    """Trains an :class:`STRModel` on a stream of batches.
+    """Trains an :class:`ViTRecognizer` on a stream of batches.
 
     Args:
-        model: the recognizer (already initialized, e.g. by :func:`~str_distill.training.init.initialize_from`).
+        model: the recognizer (already initialized, e.g. by :func:`~str_distill.training.warm_start.initialize_from`).
         config: hyper-parameters.
         data: ``start -> iterable of Batch`` beginning at batch ``start`` (see the module docstring).
         out_dir: run folder (created).
@@ -194,7 +84,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: STRModel,
+        model: ViTRecognizer,
         config: TrainConfig,
         data: Callable[[int], Iterable[Batch]],
         out_dir: str | Path,
@@ -688,128 +578,3 @@ class _StepLoss(torch.nn.Module):
     def forward(self, images: torch.Tensor, targets: torch.Tensor, ctc_t: torch.Tensor, ctc_l: torch.Tensor,
                 labels: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         return self._compute(images, targets, ctc_t, ctc_l, labels)
-
-
-# ---------------------------------------------------------------------------------------------------- benchmark
-class _UtilSampler:
-    """Samples GPU utilization (percent) in a background thread: ``torch.cuda.utilization`` or ``nvidia-smi``."""
-
-    def __init__(self, device: torch.device, interval: float = 0.25) -> None:
-        import threading
-
-        self.device, self.interval = device, interval
-        self.samples: list[float] = []
-        self.source = "none"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _read(self) -> float | None:
-        if self.device.type != "cuda":
-            return None
-        if self.source in ("none", "torch.cuda.utilization"):
-            try:
-                v = float(torch.cuda.utilization(self.device))
-                self.source = "torch.cuda.utilization"
-                return v
-            except Exception:
-                self.source = "nvidia-smi"
-        import subprocess
-
-        try:
-            idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
-            out = subprocess.run(
-                ["nvidia-smi", f"--id={idx}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=5,
-            )
-            self.source = "nvidia-smi"
-            return float(out.stdout.strip().splitlines()[0])
-        except Exception:
-            self.source = "unavailable"
-            return None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            v = self._read()
-            if v is not None:
-                self.samples.append(v)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> _UtilSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    @property
-    def mean(self) -> float | None:
-        return sum(self.samples) / len(self.samples) if self.samples else None
-
-
-def benchmark(trainer: Trainer, steps: int = 30, warmup: int = 10, log: Callable[[str], None] | None = None
-              ) -> dict[str, Any]:
-    """Measure before training: data images/s alone, training images/s with data, training images/s on one
-    device-resident batch (the model's ceiling), and GPU utilization during the training-with-data phase.
-
-    The trainer's model and optimizer are modified (optimizer steps are taken): benchmark a throw-away trainer.
-
-    Returns:
-        ``{"data_images_per_s", "train_images_per_s", "model_images_per_s", "gpu_util_percent", ...}``.
-    """
-    log = log or trainer.log
-    dev = trainer.device
-    bsz = trainer.config.batch_size
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    # 1. data alone (workers started and warmed up first)
-    it = iter(trainer.data(0))
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        next(it)
-    startup = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        next(it)
-    data_rate = steps * bsz / (time.perf_counter() - t0)
-    del it
-    log(f"benchmark: data alone {data_rate:.0f} images/s (workers warmed up in {startup:.1f} s)")
-    # 2. training with data
-    it = iter(trainer.data(10_000))
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        trainer.train_step(next(it))
-    sync()
-    compile_s = time.perf_counter() - t0
-    with _UtilSampler(dev) as util:
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step(next(it))
-        sync()
-        train_rate = steps * bsz / (time.perf_counter() - t0)
-    batch = next(it)
-    del it
-    log(f"benchmark: training with data {train_rate:.0f} images/s (warm-up {compile_s:.1f} s), GPU utilization "
-        + (f"{util.mean:.0f}% ({util.source})" if util.mean is not None else f"n/a ({util.source})"))
-    # 3. training on one resident batch (no data cost)
-    batch.images = batch.images.to(dev)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step(batch)
-    sync()
-    model_rate = steps * bsz / (time.perf_counter() - t0)
-    log(f"benchmark: training on a resident batch {model_rate:.0f} images/s (the model's ceiling)")
-    res = {
-        "type": "benchmark", "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "batch_size": bsz, "steps": steps, "warmup": warmup, "amp_bf16": trainer.amp,
-        "compile": trainer.config.compile, "data_images_per_s": data_rate, "train_images_per_s": train_rate,
-        "model_images_per_s": model_rate, "gpu_util_percent": util.mean, "gpu_util_source": util.source,
-        "warmup_seconds": compile_s, "worker_startup_seconds": startup,
-    }
-    trainer._record(res)
-    return res

@@ -9,8 +9,8 @@ from pathlib import Path
 from PIL import Image
 
 from str_distill.cli import eval as eval_cli
+from str_distill.data.compact import pack_sets
 from str_distill.data.mix import split_validation
-from str_distill.data.pack import pack_sets
 
 
 def run_cli(argv: list[str]) -> int:
@@ -48,3 +48,16 @@ def test_eval_val_split_scores_exactly_the_carved_samples(tmp_path: Path, tiny_m
     assert packed.splits["val"].is_dir()
     names = [line.split("\t")[0] for line in (tmp_path / "packed" / "val" / "labels.tsv").read_text().splitlines()]
     assert sorted(int(Path(n).stem) for n in names) == sorted(val.indices)
+
+
+def test_eval_missing_onnxruntime_is_one_line_and_exit_2(tmp_path: Path, render, monkeypatch,  # noqa: ANN001
+                                                         capsys) -> None:  # noqa: ANN001
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    data = make_set(tmp_path / "words", 2, render)
+    model = tmp_path / "default.onnx"
+    model.write_bytes(b"not read")
+    assert run_cli(["eval", "--model", str(model), "--data", str(data), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'pip install "str-distill[onnxruntime]"' in err

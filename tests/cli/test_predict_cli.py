@@ -216,3 +216,65 @@ def test_output_file_and_resume(photos: Path, tiny_model_dir: Path, capsys: pyte
 def test_tsv_escaping_round_trips() -> None:
     for s in ["plain", "tab\there", "new\nline", "back\\slash\\t", "cr\r", ""]:
         assert predict_cli._unescape(predict_cli._escape(s)) == s
+
+
+def test_missing_onnxruntime_is_one_line_and_exit_2(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
+    model = tmp_path / "default.onnx"
+    model.write_bytes(b"not read: onnxruntime is missing first")
+    assert run_cli(["predict", str(photos / "b.png"), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert lines(err) == [err.strip()] and "Traceback" not in err
+    assert err.startswith("error: cannot load model") and 'pip install "str-distill[onnxruntime]"' in err
+
+
+def test_progress_logs_lines_when_not_a_terminal() -> None:
+    from str_distill.cli.progress import Progress
+
+    buf = io.StringIO()  # not a terminal: log lines, not a bar
+    with Progress("predict", total=4, unit="img", interval=0.0, file=buf) as bar:
+        for _ in range(4):
+            bar.update()
+    out = lines(buf.getvalue())
+    assert len(out) == 5 and out[0].startswith("predict: running, 1/4 img (25 %)") and "\r" not in buf.getvalue()
+    assert out[-1].startswith("predict: done, 4/4 img (100 %)")
+    quiet = io.StringIO()
+    with Progress("predict", unit="img", file=quiet) as bar:  # a short job prints nothing (first line after 30 s)
+        bar.update(10)
+    with Progress("predict", unit="img", mode=False, interval=0.0, file=quiet) as bar:
+        bar.update(10)
+    assert quiet.getvalue() == ""
+
+
+def test_predict_warns_about_a_whole_photo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (700, 1000, 3), dtype=np.uint8)).save(tmp_path / "street.png")
+    assert run_cli(["predict", str(tmp_path / "street.png"), "--json"]) == 0  # read (exit 0), with a warning
+    captured = capsys.readouterr()
+    row = json.loads(captured.out)
+    assert "looks like a whole photo" in row["warning"]
+    assert captured.err.startswith(f"warning: input 0 ({tmp_path / 'street.png'}): 1000x700 looks like a whole photo")
+    assert "str-distill read" in captured.err
+
+
+def test_heartbeat_speaks_when_the_log_is_silent() -> None:
+    import time
+
+    from str_distill.cli.progress import Heartbeat
+
+    buf = io.StringIO()
+    with Heartbeat("train", interval=0.05, file=buf) as hb:
+        hb.log("step 0")
+        time.sleep(0.3)  # the thread wakes every min(5 s, interval) = 0.05 s
+    out = lines(buf.getvalue())
+    assert out[0] == "step 0" and any(x.startswith("train: still running") for x in out[1:])
+    quiet = io.StringIO()
+    with Heartbeat("train", interval=0.05, enabled=False, file=quiet) as hb:
+        hb.log("step 0")
+        time.sleep(0.2)
+    assert lines(quiet.getvalue()) == ["step 0"]

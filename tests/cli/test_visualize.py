@@ -98,3 +98,28 @@ def test_drawing_helpers():
     attn = torch.softmax(torch.randn(4, 128), -1)
     panel = attention_panel(torch.rand(3, 32, 128), "abc", [0.9, 0.8, 0.7], attn, (8, 16))
     assert panel.width > 2 * 384  # 5 tiles -> two columns
+
+
+def test_attention_of_a_ppocr_decoder_model(tmp_path, images) -> None:
+    """A PP-OCR model with an attention decoder: one heat map per character over the padded frame row."""
+    from str_distill.hub.serialization import save_pretrained
+    from str_distill.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(get_config("siga-lcnet-t-ctc", dec_depth=1, dec_dim=32, dec_heads=2, dec_max_length=6,
+                                   charset="ppocrv6-en"))
+    save_pretrained(model, tmp_path / "dec")
+    out = tmp_path / "viz"
+    assert _run([*images, "--model", str(tmp_path / "dec"), "-o", str(out)]) == 0
+    written = sorted(out.iterdir())
+    assert [p.name for p in written] == ["000_w0_attention.png", "001_w1_attention.png"]
+    _check_png(written[0], min_size=(300, 60))
+
+
+def test_ctc_only_model_is_refused(tmp_path, images, capsys) -> None:
+    from str_distill.hub.serialization import save_pretrained
+    from str_distill.models import build_model
+
+    save_pretrained(build_model(get_config("siga-lcnet-t-ctc")), tmp_path / "ctc")
+    assert _run([images[0], "--model", str(tmp_path / "ctc"), "-o", str(tmp_path / "v")]) == 2
+    assert "no attention decoder" in capsys.readouterr().err

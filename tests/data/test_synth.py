@@ -24,7 +24,7 @@ from str_distill.data.synth import (
     TextSampler,
     WordRenderer,
 )
-from str_distill.data.synth import pack as pack_mod
+from str_distill.data.synth import resources as pack_mod
 from str_distill.data.synth.dataset import shard_indices
 
 

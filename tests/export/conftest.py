@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from str_distill.models import PPOCRRecognizer, STRModel, create_model
+from str_distill.models import PPOCRRecognizer, ViTRecognizer, create_model
 from tests.conftest import make_tiny_model
 
 #: PP-OCR shrunk to ~30k parameters: variable width (min 64, multiple of 8), 95 classes
@@ -38,7 +38,7 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_vit() -> STRModel:
+def tiny_vit() -> ViTRecognizer:
     return make_tiny_model(seed=1)
 
 
@@ -48,7 +48,7 @@ def tiny_ppocr() -> PPOCRRecognizer:
 
 
 @pytest.fixture(scope="session")
-def vit_onnx(tiny_vit: STRModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def vit_onnx(tiny_vit: ViTRecognizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny ViT exported (CTC, parallel with 1 refinement, autoregressive); treat it as read-only."""
     from str_distill.export import export_onnx
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from str_distill.models import PPOCRRecognizer, STRModel
+from str_distill.models import PPOCRRecognizer, ViTRecognizer
 from str_distill.preprocess import resolve_data_config
 from tests.export.conftest import make_tiny_ppocr
 
@@ -39,7 +39,7 @@ def run(path: Path, x: torch.Tensor, decoding: int | None = None) -> np.ndarray:
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_vit_every_decoding_matches_torch(tiny_vit: STRModel, vit_onnx: Path, batch: int) -> None:
+def test_vit_every_decoding_matches_torch(tiny_vit: ViTRecognizer, vit_onnx: Path, batch: int) -> None:
     x = torch.randn(batch, 3, 32, 128, generator=torch.Generator().manual_seed(batch))
     with torch.inference_mode():
         ref = {0: tiny_vit(x, "ctc").logits, 1: tiny_vit(x, "attention", "parallel", 1).logits,
@@ -88,7 +88,7 @@ def test_ppocr_dynamic_batch_and_width_match_torch(tiny_ppocr: PPOCRRecognizer, 
     np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
 
 
-def test_the_file_carries_charset_preprocessing_and_dynamic_axes(tiny_vit: STRModel, vit_onnx: Path,
+def test_the_file_carries_charset_preprocessing_and_dynamic_axes(tiny_vit: ViTRecognizer, vit_onnx: Path,
                                                                    tiny_ppocr: PPOCRRecognizer,
                                                                    ppocr_onnx: Path) -> None:
     for model, path in ((tiny_vit, vit_onnx), (tiny_ppocr, ppocr_onnx)):
@@ -132,7 +132,7 @@ def test_export_leaves_the_model_alone_and_casts_to_float32(tmp_path: Path) -> N
     assert not fast.stem.conv1[0].weight.is_contiguous()
 
 
-def test_refine_iters_is_baked_into_the_graph(tiny_vit: STRModel, tmp_path: Path) -> None:
+def test_refine_iters_is_baked_into_the_graph(tiny_vit: ViTRecognizer, tmp_path: Path) -> None:
     x = torch.randn(2, 3, 32, 128, generator=torch.Generator().manual_seed(7))
     path = export_onnx(tiny_vit, tmp_path / "r0.onnx", refine_iters=0)
     with torch.inference_mode():
@@ -159,7 +159,7 @@ def test_bad_arguments(tiny_ppocr: PPOCRRecognizer, tmp_path: Path) -> None:
         export_onnx(tiny_ppocr, tmp_path / "a.onnx", quantize="int4")
     with pytest.raises(ValueError, match="refine_iters"):
         export_onnx(tiny_ppocr, tmp_path / "a.onnx", refine_iters=-1)
-    with pytest.raises(TypeError, match="STRModel or a PPOCRRecognizer"):
+    with pytest.raises(TypeError, match="ViTRecognizer or a PPOCRRecognizer"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "a.onnx")
     assert not (tmp_path / "a.onnx").exists()
 

@@ -42,6 +42,7 @@ def test_reads_what_the_predictor_reads(fixture: str, request: pytest.FixtureReq
         for r, p in zip(ours, ref):
             np.testing.assert_allclose(r.char_probs, p.char_probs.numpy(), atol=1e-5)
             assert r.confidence == pytest.approx(p.confidence, rel=1e-4, abs=1e-30)
+            assert r.path_probability == pytest.approx(p.path_probability, rel=1e-4, abs=1e-30)
 
 
 @pytest.mark.parametrize("size", [(20, 37), (48, 200), (120, 333), (31, 500), (300, 90)])

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from str_distill import Prediction, Recognizer
-from str_distill.models import PPOCRRecognizer, STRModel
+from str_distill.models import PPOCRRecognizer, ViTRecognizer
 from str_distill.preprocess import InputError
 
 pytest.importorskip("onnx", reason="ONNX export needs the onnx extra")
@@ -30,7 +30,7 @@ def words() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def vit_pair(tiny_vit: STRModel, vit_onnx: Path) -> tuple[Recognizer, Recognizer]:
+def vit_pair(tiny_vit: ViTRecognizer, vit_onnx: Path) -> tuple[Recognizer, Recognizer]:
     return Recognizer(tiny_vit, device="cpu"), Recognizer.from_pretrained(vit_onnx, threads=1)
 
 
@@ -43,6 +43,7 @@ def assert_same(a: list[Prediction], b: list[Prediction]) -> None:
     assert [p.text for p in a] == [p.text for p in b]
     for p, q in zip(a, b):
         assert abs(p.confidence - q.confidence) <= 1e-4 * max(p.confidence, 1e-30) + 1e-12
+        assert abs(p.path_probability - q.path_probability) <= 1e-4 * max(p.path_probability, 1e-30) + 1e-12
         torch.testing.assert_close(p.char_probs, q.char_probs, atol=1e-4, rtol=0)
         assert q.attention is None and q.char_probs.dtype == torch.float32
 

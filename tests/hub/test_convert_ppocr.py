@@ -66,6 +66,7 @@ def test_probabilities_match_onnxruntime(port: Any, session: Any, width: int) ->
     assert (ours.argmax(-1) == ref.argmax(-1)).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", [0, 1, 2])
 def test_same_text_as_onnxruntime_on_iiit5k(port: Any, session: Any, part: int) -> None:
     """All 3,000 IIIT5K images, in three parts of 1,000 (each within the per-test time limit on a busy machine)."""

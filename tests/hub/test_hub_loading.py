@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from str_distill import Recognizer, STRModel
+from str_distill import Recognizer, ViTRecognizer
 from str_distill.hub import loading, manifest
 from str_distill.hub.loading import WeightsIntegrityError, WeightsNotFoundError, load_model
 from str_distill.hub.manifest import make_record, update_record, validate_manifest
@@ -43,7 +43,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def assert_same_weights(a: STRModel, b: STRModel) -> None:
+def assert_same_weights(a: ViTRecognizer, b: ViTRecognizer) -> None:
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -70,13 +70,13 @@ def hub_record(name: str, src: Path, repo: str = "org/tiny") -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------ local paths
-def test_local_directory(tiny_model: STRModel, tiny_model_dir: Path) -> None:
+def test_local_directory(tiny_model: ViTRecognizer, tiny_model_dir: Path) -> None:
     assert_same_weights(load_model(tiny_model_dir), tiny_model)
     assert_same_weights(load_model(str(tiny_model_dir)), tiny_model)
     assert not load_model(tiny_model_dir).training
 
 
-def test_sharded_directory_and_index(tiny_model: STRModel, tmp_path: Path) -> None:
+def test_sharded_directory_and_index(tiny_model: ViTRecognizer, tmp_path: Path) -> None:
     save_pretrained(tiny_model, tmp_path, max_shard_bytes=200_000)
     shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
     assert len(shards) >= 3 and all(s.stat().st_size <= 200_000 + 50_000 for s in shards)
@@ -84,13 +84,13 @@ def test_sharded_directory_and_index(tiny_model: STRModel, tmp_path: Path) -> No
     assert_same_weights(load_model(tmp_path / "model.safetensors.index.json"), tiny_model)
 
 
-def test_safetensors_file_config_from_metadata(tiny_model: STRModel, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_safetensors_file_config_from_metadata(tiny_model: ViTRecognizer, tiny_model_dir: Path, tmp_path: Path) -> None:
     lone = tmp_path / "renamed.safetensors"
     shutil.copyfile(tiny_model_dir / "model.safetensors", lone)
     assert_same_weights(load_model(lone), tiny_model)
 
 
-def test_safetensors_file_config_from_sibling(tiny_model: STRModel, tmp_path: Path) -> None:
+def test_safetensors_file_config_from_sibling(tiny_model: ViTRecognizer, tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in tiny_model.state_dict().items()}, str(tmp_path / "w.safetensors"))
     with pytest.raises(WeightsNotFoundError, match="no model config"):
         load_model(tmp_path / "w.safetensors")
@@ -98,7 +98,7 @@ def test_safetensors_file_config_from_sibling(tiny_model: STRModel, tmp_path: Pa
     assert_same_weights(load_model(tmp_path / "w.safetensors"), tiny_model)
 
 
-def test_half_precision_weights_load_as_float32(tiny_model: STRModel, tmp_path: Path) -> None:
+def test_half_precision_weights_load_as_float32(tiny_model: ViTRecognizer, tmp_path: Path) -> None:
     save_pretrained(tiny_model, tmp_path, dtype=torch.float16)
     model = load_model(tmp_path)
     assert next(model.parameters()).dtype == torch.float32
@@ -114,7 +114,7 @@ def test_pickle_and_bad_directories_refused(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
-def test_strict_loading(tiny_model: STRModel, tmp_path: Path) -> None:
+def test_strict_loading(tiny_model: ViTRecognizer, tmp_path: Path) -> None:
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
     (tmp_path / "config.json").write_text(json.dumps(tiny_model.config.to_dict()))
     save_file({**state, "extra.weight": torch.zeros(1)}, str(tmp_path / "extra.safetensors"))
@@ -133,7 +133,7 @@ def test_strict_loading(tiny_model: STRModel, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------------ bundled
 @pytest.mark.parametrize("shard", [None, 200_000])
-def test_bundled_weights(registry: Path, tiny_model: STRModel, shard: int | None, no_network: None) -> None:
+def test_bundled_weights(registry: Path, tiny_model: ViTRecognizer, shard: int | None, no_network: None) -> None:
     src = save_pretrained(tiny_model, registry / "trained", max_shard_bytes=shard)
     rec = make_record("tiny.test", src, bundle=True, license="CC0-1.0", metrics={"toy": {"accuracy": 0.5}})
     update_record("tiny.test", rec)
@@ -147,7 +147,7 @@ def test_bundled_weights(registry: Path, tiny_model: STRModel, shard: int | None
     assert [p.text for p in rec_a.predict(img)] == [p.text for p in Recognizer(tiny_model, "cpu").predict(img)]
 
 
-def test_tampered_bundled_file_refused(registry: Path, tiny_model: STRModel) -> None:
+def test_tampered_bundled_file_refused(registry: Path, tiny_model: ViTRecognizer) -> None:
     update_record("tiny", make_record("tiny", save_pretrained(tiny_model, registry / "t"), bundle=True))
     f = registry / "bundled" / "tiny.model.safetensors"
     data = bytearray(f.read_bytes())
@@ -161,7 +161,7 @@ def test_tampered_bundled_file_refused(registry: Path, tiny_model: STRModel) -> 
         load_model("tiny")
 
 
-def test_bundled_file_missing_reports_what_was_tried(registry: Path, tiny_model: STRModel) -> None:
+def test_bundled_file_missing_reports_what_was_tried(registry: Path, tiny_model: ViTRecognizer) -> None:
     update_record("tiny", make_record("tiny", save_pretrained(tiny_model, registry / "t"), bundle=True))
     (registry / "bundled" / "tiny.model.safetensors").unlink()
     with pytest.raises(WeightsNotFoundError, match="missing from this installation.*no published repo.*Next: pass"):
@@ -169,24 +169,25 @@ def test_bundled_file_missing_reports_what_was_tried(registry: Path, tiny_model:
 
 
 # ------------------------------------------------------------------------------------------------------ HF cache
-def test_hf_cache_hub_source(tiny_model: STRModel, tiny_model_dir: Path, tmp_path: Path, no_network: None) -> None:
+def test_hf_cache_hub_source(tiny_model: ViTRecognizer, tiny_model_dir: Path, tmp_path: Path, no_network: None) -> None:
     files = {n: tiny_model_dir / n for n in ("config.json", "model.safetensors")}
     make_hf_cache(tmp_path, "org/tiny", files)
     for src in ("hf-hub:org/tiny", f"hf-hub:org/tiny@{COMMIT}"):
         assert_same_weights(load_model(src, local_files_only=True, cache_dir=tmp_path), tiny_model)
     assert_same_weights(load_model("hf-hub:org/tiny", revision=COMMIT, cache_dir=tmp_path), tiny_model)  # pinned
     rec = Recognizer.from_pretrained("hf-hub:org/tiny", local_files_only=True, cache_dir=tmp_path, device="cpu")
-    assert isinstance(rec.model, STRModel)
+    assert isinstance(rec.model, ViTRecognizer)
 
 
-def test_hf_cache_sharded(tiny_model: STRModel, tmp_path: Path, no_network: None) -> None:
+def test_hf_cache_sharded(tiny_model: ViTRecognizer, tmp_path: Path, no_network: None) -> None:
     src = save_pretrained(tiny_model, tmp_path / "src", max_shard_bytes=200_000)
     make_hf_cache(tmp_path / "cache", "org/sharded", {p.name: p for p in src.iterdir()})
     assert_same_weights(load_model("hf-hub:org/sharded", local_files_only=True, cache_dir=tmp_path / "cache"),
                         tiny_model)
 
 
-def test_hf_cache_manifest_name(registry: Path, tiny_model: STRModel, tiny_model_dir: Path, no_network: None) -> None:
+def test_hf_cache_manifest_name(registry: Path, tiny_model: ViTRecognizer, tiny_model_dir: Path,
+                                no_network: None) -> None:
     update_record("tiny", hub_record("tiny", tiny_model_dir))
     assert validate_manifest() == []
     root = make_hf_cache(registry / "cache", "org/tiny", {"model.safetensors": tiny_model_dir / "model.safetensors"})
@@ -227,7 +228,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
-def test_download_manifest_name(registry: Path, tiny_model: STRModel, tiny_model_dir: Path,
+def test_download_manifest_name(registry: Path, tiny_model: ViTRecognizer, tiny_model_dir: Path,
                                 fake_hub: dict[str, Any]) -> None:
     update_record("tiny", hub_record("tiny", tiny_model_dir))
     shutil.copyfile(tiny_model_dir / "model.safetensors", fake_hub["remote"] / "model.safetensors")
@@ -241,7 +242,7 @@ def test_download_manifest_name(registry: Path, tiny_model: STRModel, tiny_model
         load_model("tiny")
 
 
-def test_download_hf_repo_unpinned_goes_to_network(tiny_model: STRModel, tiny_model_dir: Path,
+def test_download_hf_repo_unpinned_goes_to_network(tiny_model: ViTRecognizer, tiny_model_dir: Path,
                                                    fake_hub: dict[str, Any]) -> None:
     for n in ("config.json", "model.safetensors"):
         shutil.copyfile(tiny_model_dir / n, fake_hub["remote"] / n)

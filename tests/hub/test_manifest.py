@@ -17,7 +17,7 @@ import torch
 from str_distill.hub import manifest
 from str_distill.hub.manifest import REQUIRED_FIELDS, load_manifest, make_record, update_record, validate_manifest
 from str_distill.hub.serialization import save_pretrained
-from str_distill.models import STRModel, build_model, config_from_dict
+from str_distill.models import ViTRecognizer, build_model, config_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 TOP_MANIFEST = REPO / "weights_manifest.json"
@@ -31,7 +31,7 @@ def test_shipped_manifest_is_valid() -> None:
         cfg = config_from_dict(rec["config"])
         with torch.device("meta"):
             assert build_model(cfg).num_parameters() == rec["num_parameters"], name
-        assert rec["preprocessing"] == cfg.data_config(), name
+        assert rec["preprocessing"] == manifest.record_processing(cfg)["preprocessing"], name
         if rec["status"] == "published" and rec["license"] != "Apache-2.0" or rec.get("source"):
             assert rec.get("attribution") and rec["source"].get("sha256"), f"{name}: third-party weights need both"
     assert validate_manifest(TOP_MANIFEST) == []  # includes: every bundled file exists with its sha256 and size
@@ -52,7 +52,7 @@ def test_untrained_record_is_honest() -> None:
     assert rec["sources"]["hf_hub"]["revision"] is None and rec["sources"]["hf_hub"]["published"] is False
 
 
-def test_make_record_hashes_and_sizes(tmp_path: Path, tiny_model: STRModel) -> None:
+def test_make_record_hashes_and_sizes(tmp_path: Path, tiny_model: ViTRecognizer) -> None:
     src = save_pretrained(tiny_model, tmp_path / "m", dtype=torch.float16, max_shard_bytes=150_000)
     rec = make_record("tiny.fp16", src, hf_repo_id="org/tiny", hf_revision="a" * 40, metrics={"x": {"accuracy": 1}})
     names = [f["name"] for f in rec["files"]]
@@ -71,7 +71,8 @@ def test_make_record_hashes_and_sizes(tmp_path: Path, tiny_model: STRModel) -> N
         make_record("x", tmp_path / "nowhere")
 
 
-def test_bundled_files_must_be_small(tmp_path: Path, tiny_model: STRModel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bundled_files_must_be_small(tmp_path: Path, tiny_model: ViTRecognizer,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manifest, "BUNDLED_DIR", tmp_path / "bundled")
     monkeypatch.setattr(manifest, "MAX_BUNDLED_FILE_BYTES", 200_000)
     src = save_pretrained(tiny_model, tmp_path / "m")
@@ -81,7 +82,7 @@ def test_bundled_files_must_be_small(tmp_path: Path, tiny_model: STRModel, monke
     assert make_record("sharded", save_pretrained(tiny_model, tmp_path / "s", max_shard_bytes=150_000), bundle=True)
 
 
-def test_update_record_and_validation_catches_problems(tmp_path: Path, tiny_model: STRModel) -> None:
+def test_update_record_and_validation_catches_problems(tmp_path: Path, tiny_model: ViTRecognizer) -> None:
     path = tmp_path / "manifest.json"
     src = save_pretrained(tiny_model, tmp_path / "m")
     good = make_record("b", src, hf_repo_id="org/b", hf_revision="b" * 40)
@@ -114,10 +115,15 @@ def test_missing_manifest_means_no_names(tmp_path: Path) -> None:
         load_manifest(tmp_path / "old.json")
 
 
-def test_list_models_pretrained() -> None:
-    from str_distill import list_models
+def test_list_pretrained_lists_published_weights_only() -> None:
+    from str_distill import list_models, list_pretrained
 
-    assert "siga-vit-s" in list_models(pretrained=True)
+    published = [n for n, r in load_manifest().items() if r["status"] == "published"]
+    assert list_pretrained() == sorted(published) and "siga-vit-s" not in list_pretrained()
+    assert list_pretrained("ppocrv6-small*") == [n for n in sorted(published) if n.startswith("ppocrv6-small")]
+    assert "siga-vit-s" in list_models()  # an architecture, without trained weights
+    with pytest.warns(DeprecationWarning, match="list_pretrained"):
+        assert list_models(pretrained=True) == list_pretrained()
 
 
 def _has_setuptools() -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from str_distill.hub.serialization import CONFIG_NAME, INDEX_NAME, load_model_dir, save_pretrained
-from str_distill.models import STRModel
+from str_distill.models import ViTRecognizer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 
@@ -31,7 +31,7 @@ def mode(path: Path) -> int:
 
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
 @pytest.mark.parametrize("sharded", [False, True])
-def test_weights_respect_the_umask(tiny_model: STRModel, tmp_path: Path, umask: None, mask: int,
+def test_weights_respect_the_umask(tiny_model: ViTRecognizer, tmp_path: Path, umask: None, mask: int,
                                    sharded: bool) -> None:
     os.umask(mask)
     out = save_pretrained(tiny_model, tmp_path / "m", max_shard_bytes=200_000 if sharded else None)

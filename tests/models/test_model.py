@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from str_distill.models import ModelConfig, STRModel, create_model, get_config, list_models
+from str_distill.models import ViTConfig, ViTRecognizer, create_model, get_config, list_models
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def images() -> torch.Tensor:
     return torch.randn(3, 3, 32, 128)
 
 
-def test_forward_shapes(tiny_model: STRModel, images: torch.Tensor) -> None:
+def test_forward_shapes(tiny_model: ViTRecognizer, images: torch.Tensor) -> None:
     c = tiny_model.tokenizer.num_classes
     with torch.inference_mode():
         memory = tiny_model.encode(images)
@@ -29,7 +29,7 @@ def test_forward_shapes(tiny_model: STRModel, images: torch.Tensor) -> None:
         assert par.logits.shape == (3, 26, c) and par.attn.shape == (3, 26, 128)
 
 
-def test_cached_and_uncached_autoregressive_decoding_identical(tiny_model: STRModel, images: torch.Tensor) -> None:
+def test_cached_and_uncached_autoregressive_decoding_identical(tiny_model: ViTRecognizer, images: torch.Tensor) -> None:
     with torch.inference_mode():
         memory = tiny_model.encode(images)
         cached = tiny_model.decode_autoregressive(memory, use_cache=True, return_attn=True)
@@ -40,7 +40,7 @@ def test_cached_and_uncached_autoregressive_decoding_identical(tiny_model: STRMo
     assert torch.equal(cached.logits.argmax(-1), plain.logits.argmax(-1))
 
 
-def test_autoregressive_stops_early_when_all_sequences_end(tiny_model: STRModel, images: torch.Tensor) -> None:
+def test_autoregressive_stops_early_when_all_sequences_end(tiny_model: ViTRecognizer, images: torch.Tensor) -> None:
     with torch.no_grad():
         tiny_model.decoder.head.bias.fill_(0)
         tiny_model.decoder.head.bias[0] = 50.0  # EOS wins everywhere
@@ -49,13 +49,13 @@ def test_autoregressive_stops_early_when_all_sequences_end(tiny_model: STRModel,
     assert [d.text for d in tiny_model.tokenizer.decode(out.logits.softmax(-1))] == ["", "", ""]
 
 
-def test_max_length_limits_steps(tiny_model: STRModel, images: torch.Tensor) -> None:
+def test_max_length_limits_steps(tiny_model: ViTRecognizer, images: torch.Tensor) -> None:
     with torch.inference_mode():
         out = tiny_model.decode_autoregressive(tiny_model.encode(images), max_length=4)
     assert out.logits.shape[1] <= 5
 
 
-def test_batch_composition_does_not_change_outputs(tiny_model: STRModel, images: torch.Tensor) -> None:
+def test_batch_composition_does_not_change_outputs(tiny_model: ViTRecognizer, images: torch.Tensor) -> None:
     with torch.inference_mode():
         batched = tiny_model(images, decoding="ctc").logits
         single = torch.cat([tiny_model(images[i : i + 1], decoding="ctc").logits for i in range(3)])
@@ -65,7 +65,7 @@ def test_batch_composition_does_not_change_outputs(tiny_model: STRModel, images:
         torch.testing.assert_close(ar[1:2, : ar1.shape[1]], ar1, atol=1e-5, rtol=1e-5)
 
 
-def test_forward_train_shapes(tiny_model: STRModel, images: torch.Tensor) -> None:
+def test_forward_train_shapes(tiny_model: ViTRecognizer, images: torch.Tensor) -> None:
     tok = tiny_model.tokenizer
     targets = tok.encode(["ab", "hello", ""])
     out = tiny_model.train().forward_train(images, targets, return_layers=(1, 2))
@@ -85,23 +85,23 @@ def test_eval_is_deterministic(model_factory, images: torch.Tensor) -> None:  # 
     assert torch.equal(a, b)
 
 
-def test_invalid_decoding_arguments(tiny_model: STRModel, images: torch.Tensor) -> None:
+def test_invalid_decoding_arguments(tiny_model: ViTRecognizer, images: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="decoding"):
         tiny_model(images, decoding="beam")
     with pytest.raises(ValueError, match="mode"):
         tiny_model(images, mode="sideways")
 
 
-def test_config_round_trip_and_validation(tiny_config: ModelConfig) -> None:
+def test_config_round_trip_and_validation(tiny_config: ViTConfig) -> None:
     d = tiny_config.to_dict()
-    assert ModelConfig.from_dict(d) == tiny_config
+    assert ViTConfig.from_dict(d) == tiny_config
     assert isinstance(d["img_size"], list)
     with pytest.raises(ValueError, match="unknown model config keys"):
-        ModelConfig.from_dict({**d, "future_field": 1})
+        ViTConfig.from_dict({**d, "future_field": 1})
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(img_size=(30, 128))
+        ViTConfig(img_size=(30, 128))
     with pytest.raises(ValueError, match="interpolation"):
-        ModelConfig(interpolation="lanczos")
+        ViTConfig(interpolation="lanczos")
     assert tiny_config.grid_size == (8, 16)
 
 
@@ -115,18 +115,18 @@ def test_registry() -> None:
     with pytest.raises(KeyError, match="unknown config fields"):
         get_config("siga-vit-s", width=3)
     model = create_model("siga-vit-t", depth=1, dec_depth=1)
-    assert isinstance(model, STRModel) and len(model.encoder.blocks) == 1
+    assert isinstance(model, ViTRecognizer) and len(model.encoder.blocks) == 1
 
 
 def test_siga_vit_s_size() -> None:
     with torch.device("meta"):
-        n = STRModel(get_config("siga-vit-s")).num_parameters()
+        n = ViTRecognizer(get_config("siga-vit-s")).num_parameters()
     assert 25e6 < n < 35e6  # ViT-S encoder (~21M) + CTC head + 3-layer decoder
 
 
-def test_charset_changes_only_charset_dependent_layers(tiny_config: ModelConfig) -> None:
-    a = STRModel(tiny_config).state_dict()
-    b = STRModel(ModelConfig.from_dict({**tiny_config.to_dict(), "charset": "36"})).state_dict()
+def test_charset_changes_only_charset_dependent_layers(tiny_config: ViTConfig) -> None:
+    a = ViTRecognizer(tiny_config).state_dict()
+    b = ViTRecognizer(ViTConfig.from_dict({**tiny_config.to_dict(), "charset": "36"})).state_dict()
     differ = sorted(k for k in a if a[k].shape != b[k].shape)
     assert differ and all(k.startswith(("decoder.head.", "decoder.tok_emb.", "ctc_head.classifier.")) for k in differ)
 
@@ -140,7 +140,8 @@ def test_a_ctc_only_vit_has_no_decoder_and_decodes_with_ctc(images: torch.Tensor
     model = make_tiny_model(dec_depth=0, patch_size=(8, 8))
     assert model.decoder is None and model.decodings == ("ctc",) and "decoder" not in model.parts
     assert not any(k.startswith("decoder.") for k in model.state_dict())
-    assert STRModel.decodings == ("attention", "ctc") and "decoder" in STRModel.parts  # the class is untouched
+    # the class is untouched
+    assert ViTRecognizer.decodings == ("attention", "ctc") and "decoder" in ViTRecognizer.parts
     out = model(images, decoding="ctc")
     assert out.logits.shape == (images.shape[0], 16 * model.config.ctc_upsample, model.tokenizer.num_classes)
     for call in (lambda: model(images), lambda: model.decode_parallel(model.encode(images))):
@@ -166,3 +167,14 @@ def test_the_cpu_student_config() -> None:
     with torch.device("meta"):
         model = create_model("siga-vit-t-ctc")
     assert model.decodings == ("ctc",) and 3e6 < model.num_parameters() < 5e6
+
+
+def test_old_vit_names_are_deprecated_aliases() -> None:
+    import str_distill
+    from str_distill import models
+    from str_distill.models import ViTConfig, ViTRecognizer
+
+    with pytest.warns(DeprecationWarning, match="use ViTRecognizer"):
+        assert models.STRModel is ViTRecognizer
+    with pytest.warns(DeprecationWarning, match="use ViTConfig"):
+        assert str_distill.ModelConfig is ViTConfig

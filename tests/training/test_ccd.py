@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from safetensors.torch import load_file
 
 from str_distill.hub.serialization import read_metadata
-from str_distill.models import ModelConfig, STRModel, get_config
+from str_distill.models import ViTConfig, ViTRecognizer, get_config
 from str_distill.training.ccd import (
     CCD,
     CCDConfig,
@@ -427,19 +427,19 @@ def test_pretrain_checkpoint_loads_into_a_recognizer_encoder_and_resumes(tmp_pat
                          ccd=CCDConfig(**TINY_CCD), seed=1)  # fmt: skip
     summary = pretrain([], tmp_path, cfg, device="cpu", batches=_batches())
     assert summary["steps"] == 2
-    config = ModelConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
+    config = ViTConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
     assert config == get_config("siga-vit-t", **TINY)  # the recognizer's config, for fine-tuning
     state = load_file(str(tmp_path / "encoder.safetensors"))
     assert read_metadata(tmp_path / "encoder.safetensors")["kind"] == "ccd-pretrain"
-    model = STRModel(config)
+    model = ViTRecognizer(config)
     assert set(state) == {k for k in model.state_dict() if k.startswith("encoder.")}
     model.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()}, strict=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and all(not k.startswith("encoder.") for k in missing)
 
-    from str_distill.training.init import initialize_from
+    from str_distill.training.warm_start import initialize_from
 
-    fresh = STRModel(config)
+    fresh = ViTRecognizer(config)
     msgs = initialize_from(fresh, tmp_path)  # what `str-distill train --init OUT` does
     assert "encoder" in msgs[0] and torch.equal(fresh.encoder.pos_embed, state["encoder.pos_embed"])
 

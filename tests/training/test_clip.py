@@ -332,6 +332,7 @@ def _word_images(model, labels=LABELS) -> torch.Tensor:
     return (x - mean) / std
 
 
+@pytest.mark.slow
 def test_distillation_trains_the_student_and_leaves_the_teacher_bit_identical():
     """The distillation loss alone (no recognition loss): it falls, its gradients reach the recognizer's encoder and
     the distilled decoder layers (not the last one), the student moves and the frozen teacher does not change."""
@@ -427,6 +428,7 @@ def test_fixed_length_targets_give_the_same_loss():
         obj(cut, images, LABELS)
 
 
+@pytest.mark.slow
 def test_trainer_with_compile_and_clip_distillation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """`str-distill train --distill clip --compile`: the trainer's compiled forward with fixed-length targets.
 

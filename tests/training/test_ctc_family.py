@@ -18,7 +18,7 @@ from str_distill.models import create_model
 from str_distill.preprocess import Preprocessor
 from str_distill.training import TrainConfig, Trainer
 from str_distill.training.distill import CTCDistillation
-from str_distill.training.init import initialize_from
+from str_distill.training.warm_start import initialize_from
 
 WORDS = ["hello", "world", "cat", "dog", "train", "text", "apple", "stop"]
 TINY = dict(stem_channels=[8, 4], channels=[16, 24, 32], depths=[2, 2, 2], se_blocks=[[0], [1], [0]], neck_dim=16,

@@ -89,6 +89,7 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_two_processes_stay_in_sync_and_match_one_process_with_the_global_batch(tmp_path: Path) -> None:
     """2 gloo processes x 4 samples train like 1 process x 8 samples: the same samples at every step, gradients
@@ -122,6 +123,7 @@ def test_two_processes_stay_in_sync_and_match_one_process_with_the_global_batch(
     assert len(config) == 1 and config[0]["world_size"] == 2 and config[0]["train"]["batch_size"] == 8
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_torchrun_train_with_a_teacher_resumes_exactly(tmp_path: Path) -> None:
     """`torchrun -m str_distill train`: process 0 alone writes; 2 + 2 resumed steps = 4 steps, bit for bit (dropout
@@ -148,6 +150,7 @@ def test_torchrun_train_with_a_teacher_resumes_exactly(tmp_path: Path) -> None:
     assert state["step"] == 4 and len(state["rng_ranks"]) == 2
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_torchrun_ccd_pretraining(tmp_path: Path) -> None:
     words = make_words(tmp_path / "words")

@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from .dataset import SynthDataset
-from .pack import FontFace, NoFontError, ResourcePack
 from .render import SynthConfig, WordRenderer
+from .resources import FontFace, NoFontError, ResourcePack
 from .text import DEFAULT_MIX, PRINTABLE, TextSampler
 
 __all__ = [

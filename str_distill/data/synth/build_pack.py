@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .pack import FONT_SUFFIXES, MANIFEST, PACK_FORMAT, REQUIRED_CHARS, analyze_face_reason
+from .resources import FONT_SUFFIXES, MANIFEST, PACK_FORMAT, REQUIRED_CHARS, analyze_face_reason
 from .text import PRINTABLE, clean_words
 
 logger = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def collect_font_sources(
     pkg_roots: dict[str, Path], font_dirs: Sequence[Path], installed: dict[str, list[Path]] | None = None
 ) -> list[_FontSrc]:
     """Font files (and faces of collections) from unpacked packages, installed packages and local folders."""
-    from .pack import find_font_files
+    from .resources import find_font_files
 
     srcs: list[_FontSrc] = []
 

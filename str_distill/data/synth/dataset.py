@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .pack import ResourcePack
 from .render import SynthConfig, WordRenderer
+from .resources import ResourcePack
 
 _PACKS: dict[str, ResourcePack] = {}
 
@@ -80,7 +80,7 @@ class SynthDataset(IterableDataset):
         self.transform = transform
         self.epoch = 0
         self._renderer: WordRenderer | None = None
-        from ..mix import fork_safe_opencv
+        from ..workers import fork_safe_opencv
 
         fork_safe_opencv()  # this process will fork DataLoader workers that use OpenCV
 

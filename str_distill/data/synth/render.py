@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFont
 
-from .pack import FontFace, ResourcePack
+from .resources import FontFace, ResourcePack
 from .text import DEFAULT_MIX, PRINTABLE, TextSampler
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .pack import ResourcePack
 from .render import SynthConfig, WordRenderer
+from .resources import ResourcePack
 
 
 def _label_font(size: int = 13) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

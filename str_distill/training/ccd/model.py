@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models.config import ModelConfig
-from ...models.model import STRModel
+from ...models.config import ViTConfig
+from ...models.model import ViTRecognizer
 from .heads import DINOHead, SegHead
 from .masks import kmeans_text_mask
 from .regions import paired_regions, pool_regions, warp
@@ -122,12 +122,12 @@ def mean_cosine(z: torch.Tensor) -> float:
 class CCDNet(nn.Module):
     """One CCD network (the student, or its EMA copy the teacher): ViT encoder + segmentation head + DINO head.
 
-    The encoder is built exactly as :attr:`STRModel.encoder`, so its weights load into a recognizer strictly.
+    The encoder is built exactly as :attr:`ViTRecognizer.encoder`, so its weights load into a recognizer strictly.
     """
 
-    def __init__(self, config: ModelConfig, cfg: CCDConfig) -> None:
+    def __init__(self, config: ViTConfig, cfg: CCDConfig) -> None:
         super().__init__()
-        self.encoder = STRModel(config).encoder
+        self.encoder = ViTRecognizer(config).encoder
         self.seg_layers = seg_layers_for(config.depth, cfg.seg_layers)
         self.seg_head = SegHead(config.embed_dim, len(self.seg_layers), config.grid_size, config.img_size, cfg.seg_dim)
         self.dino_head = DINOHead(
@@ -148,7 +148,7 @@ class CCD(nn.Module):
         cfg: CCD hyper-parameters.
     """
 
-    def __init__(self, config: ModelConfig, cfg: CCDConfig | None = None) -> None:
+    def __init__(self, config: ViTConfig, cfg: CCDConfig | None = None) -> None:
         super().__init__()
         self.config, self.cfg = config, cfg or CCDConfig()
         self.student = CCDNet(config, self.cfg)
@@ -278,5 +278,5 @@ class CCD(nn.Module):
         return loss, logs
 
     def teacher_encoder_state(self) -> dict[str, torch.Tensor]:
-        """The teacher's encoder with the keys of :meth:`STRModel.state_dict` (``encoder.*``)."""
+        """The teacher's encoder with the keys of :meth:`ViTRecognizer.state_dict` (``encoder.*``)."""
         return {f"encoder.{k}": v for k, v in self.teacher.encoder.state_dict().items()}

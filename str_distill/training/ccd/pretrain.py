@@ -3,7 +3,7 @@
 Outputs in ``OUT``:
 
 * ``config.json`` + ``encoder.safetensors``: the teacher's encoder, keys ``encoder.*`` exactly as in
-  :meth:`STRModel.state_dict`, metadata ``kind=ccd-pretrain`` (what ``str-distill train --init OUT`` loads);
+  :meth:`ViTRecognizer.state_dict`, metadata ``kind=ccd-pretrain`` (what ``str-distill train --init OUT`` loads);
 * ``ccd_heads.safetensors``: the teacher's segmentation and DINO heads (for ``str-distill visualize``);
 * ``ccd_state.pt``: student, teacher, center, optimizer and counters, for ``--resume`` (tensors and plain types
   only, read back with ``torch.load(weights_only=True)``);
@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, get_worker_info
 
-from ...models.config import ModelConfig
+from ...devices import resolve_device
+from ...models.config import ViTConfig
 from ...models.registry import get_config
 from ..distributed import context as dist_context
 from ..distributed import local_batch_size, wrap_ddp
@@ -215,7 +216,7 @@ class UnlabeledImages(IterableDataset):
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def save_outputs(model: CCD, out: Path, meta: dict[str, str], config: ModelConfig | None = None) -> None:
+def save_outputs(model: CCD, out: Path, meta: dict[str, str], config: ViTConfig | None = None) -> None:
     """Write ``config.json`` (``config``, default ``model.config``), ``encoder.safetensors`` (the teacher's encoder)
     and ``ccd_heads.safetensors`` (the teacher's heads)."""
     from safetensors.torch import save_file
@@ -253,7 +254,7 @@ def load_heads(directory: str | Path, device: str | torch.device = "cpu") -> CCD
             )
     with safe_open(str(d / HEADS_FILE), framework="pt") as f:
         cfg = CCDConfig.from_dict(json.loads(f.metadata()["ccd_config"]))
-    model = CCD(ModelConfig.from_dict(json.loads((d / "config.json").read_text())), cfg)
+    model = CCD(ViTConfig.from_dict(json.loads((d / "config.json").read_text())), cfg)
     state = {k[len("encoder.") :]: v for k, v in load_file(str(d / ENCODER_FILE)).items()}
     model.teacher.encoder.load_state_dict(state, strict=True)
     missing, unexpected = model.teacher.load_state_dict(load_file(str(d / HEADS_FILE)), strict=False)
@@ -305,9 +306,7 @@ def pretrain(
     """
     if cfg.steps is None and cfg.minutes is None:
         raise ValueError("give a budget: steps and/or minutes")
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    )
+    dev = resolve_device(device)
     out = Path(out)
     ctx = dist_context()
     local_batch = local_batch_size(cfg.batch_size, ctx.world_size)
@@ -339,7 +338,7 @@ def pretrain(
         out.mkdir(parents=True, exist_ok=True)
         _atomic_text(out / "pretrain_config.json", json.dumps({"data": data, **cfg.to_dict()}, indent=2) + "\n")
     if batches is None:
-        from ...data.mix import fork_safe_opencv, worker_init
+        from ...data.workers import fork_safe_opencv, worker_init
 
         fork_safe_opencv()
 

@@ -12,6 +12,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from .convert import clip_from_state_dict, infer_clip_config, load_clip
 from .distill import (
     CLIPDistillHeads,
     CLIPDistillObjective,
@@ -21,11 +22,11 @@ from .distill import (
     proportional_layers,
     reversed_text_layers,
 )
-from .teacher import CLIP_MEAN, CLIP_STD, CLIPConfig, CLIPModel, clip_from_state_dict, infer_clip_config, load_clip
+from .model import CLIP_MEAN, CLIP_STD, CLIPConfig, CLIPModel
 from .text import bytes_to_unicode, char_token_id, spell, unspellable_chars
 
 if TYPE_CHECKING:
-    from ...models.model import STRModel
+    from ...models.model import ViTRecognizer
 
 __all__ = [
     "CLIPConfig",
@@ -52,7 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def build_objective(model: STRModel, args: argparse.Namespace) -> CLIPDistillObjective:
+def build_objective(model: ViTRecognizer, args: argparse.Namespace) -> CLIPDistillObjective:
     """The CLIP-OCR objective for ``str-distill train --distill clip``.
 
     Args:

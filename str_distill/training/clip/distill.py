@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models.config import ModelConfig
-from ...models.model import STRModel, TrainOutput
-from .teacher import CLIP_MEAN, CLIP_STD, CLIPModel
+from ...models.config import ViTConfig
+from ...models.model import TrainOutput, ViTRecognizer
+from .model import CLIP_MEAN, CLIP_STD, CLIPModel
 from .text import spell, unspellable_chars
 
 __all__ = [
@@ -206,7 +206,7 @@ class CLIPDistillObjective:
     """CLIP-OCR distillation as a trainer :class:`~str_distill.training.objectives.Objective`.
 
     The frozen teacher is held here (eval mode, ``requires_grad=False``), never registered in the
-    :class:`~str_distill.models.STRModel`; :meth:`modules` returns only the trainable adapters.
+    :class:`~str_distill.models.ViTRecognizer`; :meth:`modules` returns only the trainable adapters.
 
     Args:
         model: the recognizer being trained (read for shapes and preprocessing; only its decoder's final LayerNorm is
@@ -229,7 +229,7 @@ class CLIPDistillObjective:
 
     def __init__(
         self,
-        model: STRModel,
+        model: ViTRecognizer,
         teacher: CLIPModel,
         weights: LossWeights | None = None,
         tau: float = 0.03,
@@ -241,7 +241,7 @@ class CLIPDistillObjective:
         decoder_norm: bool = True,
         lowercase: bool = True,
     ) -> None:
-        cfg: ModelConfig = model.config
+        cfg: ViTConfig = model.config
         tc = teacher.config
         bad = unspellable_chars(model.tokenizer.charset)
         if bad:
@@ -338,7 +338,7 @@ class CLIPDistillObjective:
         """Distillation loss for one batch.
 
         Args:
-            out: :meth:`STRModel.forward_train` output run with ``return_layers=self.encoder_layers``.
+            out: :meth:`ViTRecognizer.forward_train` output run with ``return_layers=self.encoder_layers``.
             images: ``(B, 3, H, W)`` normalized with the recognizer's mean/std.
             labels: the ``B`` labels, normalized to the recognizer's charset.
 

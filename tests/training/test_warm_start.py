@@ -10,7 +10,7 @@ from conftest import make_tiny_model
 from safetensors.torch import save_file
 
 from str_distill.hub.serialization import save_pretrained
-from str_distill.training.init import CHARSET_LAYERS, initialize_from
+from str_distill.training.warm_start import CHARSET_LAYERS, initialize_from
 
 
 def _is_charset(key: str) -> bool:
@@ -81,7 +81,7 @@ def _pp(seed: int, **kw: object) -> torch.nn.Module:
 
 
 def test_stage_block_map_keeps_first_and_last_evenly_spaced() -> None:
-    from str_distill.training.init import stage_block_map
+    from str_distill.training.warm_start import stage_block_map
 
     assert stage_block_map((3, 7, 3), (3, 4, 2)) == [[0, 1, 2], [0, 2, 4, 6], [0, 2]]
     assert stage_block_map((5,), (1,)) == [[0]]

@@ -1,7 +1,7 @@
 """``--init``: start training from existing weights, possibly with another charset.
 
 Sources: a registry/manifest name, a ``save_pretrained`` directory, a ``.safetensors`` file, ``hf-hub:org/repo``
-(anything :func:`str_distill.hub.loading.load_model` accepts), an :class:`STRModel`, or an encoder-only pretraining
+(anything :func:`str_distill.hub.loading.load_model` accepts), an :class:`ViTRecognizer`, or an encoder-only pretraining
 checkpoint (a directory with ``config.json`` + ``encoder.safetensors`` holding ``encoder.*`` keys, as written by
 ``str-distill pretrain``; or that ``encoder.safetensors`` file itself).
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.model import STRModel
+from ..models.model import ViTRecognizer
 from ..tokenizer import resolve_charset
 
 __all__ = ["CHARSET_LAYERS", "initialize_from", "is_encoder_checkpoint", "reinit_charset_layers", "remap_rows",
@@ -145,7 +145,7 @@ def is_encoder_checkpoint(source: str | Path) -> Path | None:
 
 
 @torch.no_grad()
-def reinit_charset_layers(model: STRModel) -> list[str]:
+def reinit_charset_layers(model: ViTRecognizer) -> list[str]:
     """Re-initialize the charset-dependent layers (truncated normal, std 0.02; zero biases); returns their names."""
     names = []
     for name in CHARSET_LAYERS:
@@ -236,7 +236,7 @@ def initialize_from(model: nn.Module, source: str | Path | nn.Module, name: str 
     return msgs
 
 
-def _load_encoder(model: STRModel, path: Path) -> list[str]:
+def _load_encoder(model: ViTRecognizer, path: Path) -> list[str]:
     from safetensors.torch import load_file
 
     state = load_file(str(path))

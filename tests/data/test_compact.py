@@ -13,9 +13,9 @@ from PIL import Image
 
 from str_distill.cli import data as data_cli
 from str_distill.data.collate import decode_image
+from str_distill.data.compact import pack_sets
 from str_distill.data.folder import FolderDataset, read_labels_tsv
 from str_distill.data.mix import split_validation
-from str_distill.data.pack import pack_sets
 
 
 def make_set(root: Path, items: list[tuple[str, tuple[int, int]]]) -> Path:
