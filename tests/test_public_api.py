@@ -46,7 +46,7 @@ def _shrink(config: Any) -> dict[str, Any]:
         return dict(depth=1, embed_dim=32, num_heads=2, dec_dim=32, dec_heads=2, dec_depth=min(config.dec_depth, 1),
                     dropout=0.0, drop_path=0.0)
     if isinstance(config, PPOCRConfig):
-        decoder = dict(dec_dim=16, dec_heads=2, dec_max_length=8) if getattr(config, "dec_depth", 0) else {}
+        decoder = dict(dec_dim=16, dec_heads=2, dec_max_length=8, dec_charset="") if config.dec_depth else {}
         return dict(stem_channels=[8, 4], channels=[16, 24, 32], depths=[1, 1, 1], se_blocks=[[0], [], []],
                     neck_dim=16, neck_heads=2, neck_depth=1, charset="94", max_label_length=25, **decoder)
     if isinstance(config, PPOCRDetConfig):

@@ -3,11 +3,12 @@
     python recipes/decoder/evaluate.py --data-root DATA --run OUT --arm plm -o OUT/eval_plm.json
 
 Reads the validation split (5 %, seed 0, of the real training sets) and IIIT5K at float32 through the model's
-own passes: the default model's CTC reading (full dictionary), the decoder model's CTC reading (94-character
-head), attention autoregressive and parallel (+1 refinement) readings, and for joint reading the two candidates
-(CTC and autoregressive attention) with their log-probabilities under the decoder and under CTC. The joint rules
-(highest confidence; ``log p_att + w log p_ctc`` for several ``w``) are scored offline from these, so every
-rule is measured on the same forward passes. Word accuracy under the 36- and 94-character protocols.
+own passes: the default model's CTC reading (full dictionary), the decoder model's CTC reading (94-character head,
+or with ``--full-ctc`` the full dictionary), attention autoregressive and parallel (+1 refinement) readings, and
+for joint reading the two candidates (CTC and autoregressive attention) with their log-probabilities under the
+decoder and under CTC. The joint rules (highest confidence; ``log p_att + w log p_ctc`` for several ``w``) are
+scored offline from these, so every rule is measured on the same forward passes. Word accuracy under the 36- and
+94-character protocols.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def read_set(base, model, samples: list[tuple[bytes, str]], batch: int = 64) -> 
             d_par = tok.decode(par.softmax(-1), "attention")
             c = model.joint_candidates(feats, ctc_logits)
             att_lp, ctc_lp = c["att_lp"], c["ctc_lp"]
-            cand = [text_of(row[1:].tolist(), tok) for row in c["targets"]]
+            cand = [text_of(ids, tok) for ids in c["cands"]]
             n = len(part)
             for j, i in enumerate(part):
                 rows[i] = {
@@ -87,7 +88,8 @@ def rules(r: dict) -> dict[str, str]:
            "joint: higher minimum character probability": r["ctc"] if r["ctc_min"] >= r["ar_min"] else r["ar"]}
     for w in WEIGHTS:
         s = [r["att_lp"][k] + w * r["ctc_lp"][k] for k in (0, 1)]
-        out[f"joint: log p_att + {w} log p_ctc"] = r["cand"][1] if s[1] > s[0] else r["cand"][0]
+        scorable = r["att_lp"][0] != float("-inf")  # a CTC reading the decoder cannot score is kept
+        out[f"joint: log p_att + {w} log p_ctc"] = r["cand"][1] if scorable and s[1] > s[0] else r["cand"][0]
     return out
 
 
@@ -117,11 +119,15 @@ def main() -> None:
     ap.add_argument("--dec-depth", type=int, default=1)
     ap.add_argument("--dec-dim", type=int, default=256)
     ap.add_argument("--dec-heads", type=int, default=8)
+    ap.add_argument("--full-ctc", action="store_true",
+                    help="keep the CTC head over the full dictionary (the decoder reads its 94 ASCII characters)")
+    ap.add_argument("--rows", type=Path, help="also write every sample's readings and scores (JSON) to this file")
     ap.add_argument("--limit", type=int, default=0, help="smoke test: only the first N samples of each set")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base = load_model(BASE).eval()
-    model = decoder_model_from(base, CHARSET, args.dec_depth, args.dec_dim, args.dec_heads).eval()
+    model = decoder_model_from(base, CHARSET, args.dec_depth, args.dec_dim, args.dec_heads,
+                               keep_ctc_charset=args.full_ctc).eval()
     saved = torch.load(args.run / args.arm / args.weights, weights_only=False)
     saved = saved.get("model", saved)
     missing, unexpected = model.load_state_dict(saved, strict=False)
@@ -135,6 +141,10 @@ def main() -> None:
         samples = samples[: args.limit] if args.limit else samples
         t0 = time.time()
         rows = read_set(base, model, samples)
+        if args.rows:
+            dump = json.loads(args.rows.read_text()) if args.rows.exists() else {}
+            dump[name] = [{**r, "gold": g} for r, (_, g) in zip(rows, samples)]
+            args.rows.write_text(json.dumps(dump))
         out[name] = score(rows, [g for _, g in samples])
         out[name + "_seconds"] = time.time() - t0
         print(name, json.dumps(out[name], indent=1), flush=True)

@@ -116,7 +116,7 @@ def main() -> None:
 
     base = load_model(BASE)
     tok_model = decoder_model_from(base, CHARSET, args.dec_depth, args.dec_dim, args.dec_heads, seed=SEED)
-    tok = tok_model.tokenizer
+    tok = tok_model.dec_tokenizer
     max_len = tok_model.config.dec_max_length
 
     val_path = args.out / "cache_val.pt"

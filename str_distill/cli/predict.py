@@ -156,11 +156,13 @@ def _format_for(path: Path, flag: str) -> str:
     return {".jsonl": "json", ".json": "json", ".ndjson": "json", ".tsv": "tsv"}.get(path.suffix.lower(), "plain")
 
 
-def read_done(path: Path, fmt: str) -> tuple[set[str], int]:
+def read_done(path: Path, fmt: str, tsv_header: str = TSV_HEADER, error_column: int = 3
+              ) -> tuple[set[str], int]:
     """The paths that already have a row in an output file and how many of those rows are errors.
 
     A last line cut short (the previous run was killed while writing it) is removed from the file, so that the rows
-    appended next start on a line of their own; unparseable lines are ignored.
+    appended next start on a line of their own; unparseable lines are ignored. ``tsv_header`` and ``error_column``
+    describe the TSV rows (``str-distill read`` writes other columns).
     """
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
@@ -170,7 +172,7 @@ def read_done(path: Path, fmt: str) -> tuple[set[str], int]:
     done: set[str] = set()
     errors = 0
     for line in data[:end].decode("utf-8", errors="replace").splitlines():
-        if not line or (fmt == "tsv" and line == TSV_HEADER):
+        if not line or (fmt == "tsv" and line == tsv_header):
             continue
         if fmt == "json":
             try:
@@ -181,7 +183,7 @@ def read_done(path: Path, fmt: str) -> tuple[set[str], int]:
         else:
             fields = line.split("\t")
             p = _unescape(fields[0]) if fmt == "tsv" else fields[0]
-            err = fields[3] if fmt == "tsv" and len(fields) > 3 else ""
+            err = fields[error_column] if fmt == "tsv" and len(fields) > error_column else ""
         if p not in done and err:
             errors += 1
         done.add(p)

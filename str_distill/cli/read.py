@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .predict import _escape, _format_for, _unescape, expand_inputs
+from .predict import _escape, _format_for, expand_inputs, read_done
 
 __all__ = ["TSV_HEADER", "register", "run"]
 
@@ -79,30 +79,7 @@ def register(subparsers: Any) -> None:
 
 def _done(path: Path, fmt: str) -> tuple[set[str], int]:
     """Paths with a row in an output file and how many of them failed; a cut-short last line is removed."""
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(end)
-    done: set[str] = set()
-    errors = 0
-    for line in data[:end].decode("utf-8", errors="replace").splitlines():
-        if not line or (fmt == "tsv" and line == TSV_HEADER):
-            continue
-        if fmt == "json":
-            try:
-                row = json.loads(line)
-                p, err = row["path"], row.get("error")
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-        else:
-            fields = line.split("\t")
-            p = _unescape(fields[0]) if fmt == "tsv" else fields[0]
-            err = fields[5] if fmt == "tsv" and len(fields) > 5 else ""
-        if p not in done and err:
-            errors += 1
-        done.add(p)
-    return done, errors
+    return read_done(path, fmt, TSV_HEADER, error_column=5)
 
 
 def _poly(r: Any) -> str:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tokenizer import Tokenizer
+from ..tokenizer import Tokenizer, resolve_charset
 from .base import TrainOutput
 from .decoder import (
     AttentionDecoder,
@@ -55,6 +55,9 @@ class PPOCRConfig:
         dec_depth: layers of the optional attention decoder over the neck's frames (0: CTC only, no decoder).
         dec_dim, dec_heads, dec_mlp_ratio: the decoder's width, heads and MLP ratio.
         dec_max_length: the longest text the attention decoder reads (its number of positions minus one).
+        dec_charset: the decoder's own charset when it reads fewer characters than the CTC head (``""``: the same
+            charset); it must be the first characters of ``charset`` (``"ppocrv6-en"`` for ``"ppocrv6"``), so a
+            class means the same character in both heads.
         joint_ctc_weight: joint reading (``decoding="joint"``): a candidate's score is its log-probability under
             the decoder plus this weight times its log-probability under CTC.
         default_decoding: what ``decoding=None`` reads with: ``"ctc"``, or with a decoder ``"attention"`` or
@@ -87,6 +90,7 @@ class PPOCRConfig:
     dec_heads: int = 6
     dec_mlp_ratio: float = 4.0
     dec_max_length: int = 25
+    dec_charset: str = ""
     joint_ctc_weight: float = 1.0
     default_decoding: str = "ctc"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +114,9 @@ class PPOCRConfig:
             raise ValueError(f"height must be a multiple of 16, got {self.height}")
         if self.dec_depth < 0 or (self.dec_depth and self.dec_dim % self.dec_heads):
             raise ValueError(f"need dec_depth >= 0 and dec_dim {self.dec_dim} divisible by dec_heads {self.dec_heads}")
+        if self.dec_charset and not resolve_charset(self.charset).startswith(resolve_charset(self.dec_charset)):
+            raise ValueError(f"dec_charset {self.dec_charset!r} must be the first characters of charset "
+                             f"{self.charset!r}")
         allowed = ("ctc", "attention", "joint") if self.dec_depth else ("ctc",)
         if self.default_decoding not in allowed:
             raise ValueError(f"default_decoding must be one of {allowed} (dec_depth {self.dec_depth}), "
@@ -313,8 +320,10 @@ class PPOCRRecognizer(nn.Module):
         self.head = nn.Linear(c.neck_dim, self.tokenizer.num_classes)
         self.decoder: AttentionDecoder | None = None
         self.parts = dict(PPOCRRecognizer.parts)
+        #: the decoder's tokens (its own charset, or the CTC tokenizer)
+        self.dec_tokenizer = Tokenizer(c.dec_charset, c.max_label_length) if c.dec_charset else self.tokenizer
         if c.dec_depth:
-            tok = self.tokenizer
+            tok = self.dec_tokenizer
             self.pos_scale = nn.Parameter(torch.tensor(0.1))
             self.decoder = AttentionDecoder(tok.num_classes, tok.num_input_tokens, c.dec_dim, c.dec_depth,
                                             c.dec_heads, c.dec_mlp_ratio, c.dec_max_length, c.neck_dim)
@@ -345,58 +354,101 @@ class PPOCRRecognizer(nn.Module):
     def read_attention(self, memory: torch.Tensor, mode: str = "autoregressive", refine_iters: int = 1,
                        return_attn: bool = False) -> DecoderOutput:
         """Attention decoding of decoder memory ``(B, T, neck_dim)`` (see :meth:`decoder_memory`)."""
-        tok, dec, steps = self.tokenizer, self._attention_decoder(), self.config.dec_max_length + 1
+        tok, dec, steps = self.dec_tokenizer, self._attention_decoder(), self.config.dec_max_length + 1
         if mode == "parallel":
-            return decode_parallel(dec, tok.BOS, tok.EOS, tok.PAD, memory, steps, refine_iters, return_attn)
-        if mode != "autoregressive":
+            out = decode_parallel(dec, tok.BOS, tok.EOS, tok.PAD, memory, steps, refine_iters, return_attn)
+        elif mode == "autoregressive":
+            out = decode_autoregressive(dec, tok.BOS, tok.EOS, memory, steps, return_attn=return_attn)
+        else:
             raise ValueError(f"mode must be 'autoregressive' or 'parallel', got {mode!r}")
-        return decode_autoregressive(dec, tok.BOS, tok.EOS, memory, steps, return_attn=return_attn)
+        out.logits = self._all_classes(out.logits)
+        return out
+
+    def _all_classes(self, logits: torch.Tensor) -> torch.Tensor:
+        """Decoder logits ``(B, S, Cd)`` -> ``(B, S, C)`` over the CTC head's classes (``-inf`` beyond ``Cd``)."""
+        extra = self.tokenizer.num_classes - logits.shape[-1]
+        return F.pad(logits, (0, extra), value=float("-inf")) if extra else logits
+
+    def _decoder_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """Targets ``[BOS, chars, EOS, PAD...]`` of :attr:`tokenizer` -> the same in :attr:`dec_tokenizer`'s ids
+        (characters the decoder does not read become PAD: no loss there)."""
+        tok, dt = self.tokenizer, self.dec_tokenizer
+        if dt is tok:
+            return targets
+        out = targets.masked_fill(targets >= dt.num_classes, dt.PAD)
+        return out.masked_fill(targets == tok.BOS, dt.BOS)
 
     def joint_candidates(self, feats: torch.Tensor, ctc_logits: torch.Tensor, mode: str = "autoregressive",
-                         refine_iters: int = 1) -> dict[str, torch.Tensor]:
+                         refine_iters: int = 1) -> dict[str, Any]:
         """The two readings joint decoding chooses between, and their scores.
 
         Args:
             feats: neck features ``(B, T, neck_dim)``; ctc_logits: ``(B, T, C)``.
 
         Returns:
-            ``targets`` ``(2B, L + 2)``: rows ``0..B-1`` the greedy CTC readings, rows ``B..2B-1`` the attention
-            readings, as ``[BOS, ids, EOS, PAD...]``; ``att_lp`` and ``ctc_lp`` ``(2B,)``: each reading's
-            log-probability under the decoder and under CTC; ``logits`` ``(2B, L + 1, C)``: the decoder's
-            teacher-forced logits along each reading.
+            ``cands``: ``2B`` lists of class ids, the greedy CTC readings then the attention readings;
+            ``probs``: their per-character probabilities under the head that read them; ``att_lp`` and ``ctc_lp``
+            ``(2B,)``: each reading's log-probability under the decoder and under CTC; ``att_eos`` ``(2B,)``: the
+            decoder's end-of-sequence probability after each reading; ``scorable`` ``(2B,)`` bool: False for a CTC
+            reading with characters the decoder does not read (its ``att_lp`` is ``-inf``).
         """
-        tok, b, dev = self.tokenizer, feats.shape[0], feats.device
+        tok, dt, b, dev = self.tokenizer, self.dec_tokenizer, feats.shape[0], feats.device
+        n = self.config.dec_max_length
         memory = self.decoder_memory(feats)
-        att = self.read_attention(memory, mode, refine_iters).logits.argmax(-1)
-        cands = (_ctc_greedy(ctc_logits.argmax(-1), tok.BLANK, self.config.dec_max_length)
-                 + _until_eos(att, tok.EOS, self.config.dec_max_length))
-        targets = _targets(cands, tok.BOS, tok.EOS, tok.PAD, dev)
+        att = self.read_attention(memory, mode, refine_iters).logits.float().softmax(-1)
+        att_p, att_ids = att.max(-1)
+        ctc_p, ctc_ids = ctc_logits.float().softmax(-1).max(-1)
+        read_ctc = [_ctc_greedy(i, p, tok.BLANK, n) for i, p in zip(ctc_ids.tolist(), ctc_p.tolist())]
+        read_att = [_until_eos(i, p, dt.EOS, n) for i, p in zip(att_ids.tolist(), att_p.tolist())]
+        cands = [c for c, _ in read_ctc] + [c for c, _ in read_att]
+        scorable = torch.tensor([all(i < dt.num_classes for i in c) for c in cands], device=dev)
+        targets = _targets([c if ok else [] for c, ok in zip(cands, scorable.tolist())], dt.BOS, dt.EOS, dt.PAD, dev)
         att_lp, logits = sequence_log_probs(self._attention_decoder(), torch.cat([memory, memory], 0), targets,
-                                            tok.PAD)
-        logp = ctc_logits.float().log_softmax(-1).transpose(0, 1)
+                                            dt.PAD)
         lengths = torch.tensor([len(c) for c in cands], dtype=torch.long, device=dev)
-        labels = targets[:, 1:-1].masked_fill(targets[:, 1:-1] == tok.PAD, 0)
+        eos_lp = logits.float().log_softmax(-1)[torch.arange(2 * b, device=dev), lengths.clamp(max=logits.shape[1] - 1),
+                                                 dt.EOS]
+        logp = ctc_logits.float().log_softmax(-1).transpose(0, 1)
+        labels = _targets(cands, 0, 0, 0, dev)[:, 1:-1]
         if labels.shape[1] == 0:
             labels = torch.zeros(2 * b, 1, dtype=torch.long, device=dev)
         frames = torch.full((2 * b,), logp.shape[0], dtype=torch.long, device=dev)
         ctc_lp = -F.ctc_loss(torch.cat([logp, logp], 1), labels, frames, lengths, blank=tok.BLANK, reduction="none")
-        return {"targets": targets, "att_lp": att_lp, "ctc_lp": ctc_lp, "logits": logits}
+        return {"cands": cands, "probs": [p for _, p in read_ctc] + [p for _, p in read_att],
+                "att_lp": att_lp.masked_fill(~scorable, float("-inf")), "ctc_lp": ctc_lp,
+                "att_eos": eos_lp.exp(), "scorable": scorable}
 
     def read_joint(self, feats: torch.Tensor, ctc_logits: torch.Tensor, mode: str = "autoregressive",
                    refine_iters: int = 1) -> DecoderOutput:
         """Joint reading: the greedy CTC reading and the attention reading (:meth:`joint_candidates`), each scored
-        by ``log p_attention + joint_ctc_weight * log p_ctc``; the higher score wins, sample by sample.
+        by ``log p_attention + joint_ctc_weight * log p_ctc``; the higher score wins, sample by sample (a CTC
+        reading the decoder cannot score is kept).
 
         Returns:
-            :class:`DecoderOutput` with ``ids`` ``(B, L + 1)`` the chosen readings (EOS-terminated, EOS-padded)
-            and ``logits`` ``(B, L + 1, C)`` the decoder's teacher-forced logits along them.
+            :class:`DecoderOutput` with ``ids`` ``(B, L + 1)`` the chosen readings (EOS-terminated, EOS-padded) and
+            ``logits`` ``(B, L + 1, C)`` whose softmax gives each chosen character the probability of the head that
+            read it (and, for an attention reading, the decoder's end-of-sequence probability after it).
         """
-        tok, b = self.tokenizer, feats.shape[0]
+        tok, b, dev = self.tokenizer, feats.shape[0], feats.device
         c = self.joint_candidates(feats, ctc_logits, mode, refine_iters)
         score = c["att_lp"] + self.config.joint_ctc_weight * c["ctc_lp"]
-        rows = torch.arange(b, device=feats.device) + b * (score[b:] > score[:b]).long()
-        chosen = c["targets"][rows, 1:]
-        return DecoderOutput(c["logits"][rows], [], None, chosen.masked_fill(chosen == tok.PAD, tok.EOS))
+        pick_att = (score[b:] > score[:b]) & c["scorable"][:b]
+        rows = [i + b * int(a) for i, a in enumerate(pick_att.tolist())]
+        width = max((len(c["cands"][r]) for r in rows), default=0) + 1
+        ids = torch.full((b, width), tok.EOS, dtype=torch.long, device=dev)
+        probs = torch.ones(b, width, device=dev)
+        for i, r in enumerate(rows):
+            seq = c["cands"][r]
+            if seq:
+                ids[i, : len(seq)] = torch.tensor(seq, device=dev)
+                probs[i, : len(seq)] = torch.tensor(c["probs"][r], device=dev)
+            if r >= b:
+                probs[i, len(seq)] = c["att_eos"][r]
+        probs = probs.clamp(1e-6, 1 - 1e-6)
+        rest = ((1 - probs) / (tok.num_classes - 1)).log()
+        logits = rest[..., None].expand(b, width, tok.num_classes).clone()
+        logits.scatter_(-1, ids[..., None], probs.log()[..., None])
+        return DecoderOutput(logits, [], None, ids)
 
     def forward(
         self,
@@ -449,8 +501,9 @@ class PPOCRRecognizer(nn.Module):
         feats = self.features(images)
         if self.decoder is None or targets is None:
             return TrainOutput(feats, [], self.head(feats), None, None, None)
-        ar, parallel, cloze, _ = teacher_forced(self.decoder, self.decoder_memory(feats), targets,
-                                                self.tokenizer.PAD, self.tokenizer.EOS, passes)
+        dt = self.dec_tokenizer
+        ar, parallel, cloze, _ = teacher_forced(self.decoder, self.decoder_memory(feats),
+                                                self._decoder_targets(targets), dt.PAD, dt.EOS, passes)
         return TrainOutput(feats, [], self.head(feats), ar, parallel, cloze)
 
     #: layers whose rows are the output classes (a charset change keeps the rows of shared characters)
@@ -469,26 +522,26 @@ def _init_decoder_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _until_eos(ids: torch.Tensor, eos: int, max_length: int) -> list[list[int]]:
-    """Attention argmax ids ``(B, S)`` -> the characters before the first EOS, per sample."""
-    out = []
-    for row in ids.tolist():
-        n = row.index(eos) if eos in row else len(row)
-        out.append(row[: min(n, max_length)])
-    return out
+def _until_eos(ids: list[int], probs: list[float], eos: int, max_length: int) -> tuple[list[int], list[float]]:
+    """One sample's attention argmax ids and their probabilities -> the characters before the first EOS."""
+    n = min(ids.index(eos) if eos in ids else len(ids), max_length)
+    return ids[:n], probs[:n]
 
 
-def _ctc_greedy(ids: torch.Tensor, blank: int, max_length: int) -> list[list[int]]:
-    """Frame argmax ids ``(B, T)`` -> collapsed, blank-free class sequences."""
-    out = []
-    for row in ids.tolist():
-        seq, prev = [], -1
-        for i in row:
-            if i != prev and i != blank:
-                seq.append(i)
-            prev = i
-        out.append(seq[:max_length])
-    return out
+def _ctc_greedy(ids: list[int], probs: list[float], blank: int, max_length: int) -> tuple[list[int], list[float]]:
+    """One sample's frame argmax ids and probabilities -> the collapsed, blank-free classes and, per character, the
+    highest probability among the frames that emitted it (as :meth:`Tokenizer.decode` does)."""
+    seq: list[int] = []
+    out: list[float] = []
+    prev = -1
+    for i, p in zip(ids, probs):
+        if i != prev and i != blank:
+            seq.append(i)
+            out.append(p)
+        elif i == prev and i != blank:
+            out[-1] = max(out[-1], p)
+        prev = i
+    return seq[:max_length], out[:max_length]
 
 
 def _targets(seqs: list[list[int]], bos: int, eos: int, pad: int, device: torch.device) -> torch.Tensor:

@@ -91,10 +91,10 @@ def _ppocrv6_small() -> PPOCRConfig:
 
 @register_model("ppocrv6-small-attn")
 def _ppocrv6_small_attn() -> PPOCRConfig:
-    """PP-OCRv6 small with its CTC head cut to the 94 printable ASCII characters (``ppocrv6-en``) and a one-layer
-    attention decoder (width 256, 8 heads, words of up to 25 characters) over the neck's frames: reads with
-    ``ctc``, ``attention`` or ``joint``."""
-    return PPOCRConfig(arch="ppocrv6-small-attn", charset="ppocrv6-en", dec_depth=1, dec_dim=256, dec_heads=8)
+    """PP-OCRv6 small (CTC over the full dictionary) plus a one-layer attention decoder (width 256, 8 heads, words of
+    up to 25 characters) over the neck's frames that reads the 94 printable ASCII characters (``ppocrv6-en``): reads
+    with ``ctc``, ``attention`` or ``joint``."""
+    return PPOCRConfig(arch="ppocrv6-small-attn", dec_depth=1, dec_dim=256, dec_heads=8, dec_charset="ppocrv6-en")
 
 
 @register_model("ppocrv6-det-small")

@@ -163,17 +163,22 @@ def iter_batches(cache: FeatureCache, batch_size: int, rng: np.random.Generator)
 
 def decoder_model_from(source: PPOCRRecognizer, charset: str, dec_depth: int = 1, dec_dim: int = 256,
                        dec_heads: int = 8, dec_mlp_ratio: float = 4.0, dec_max_length: int = 25,
-                       seed: int = 0) -> PPOCRRecognizer:
-    """A copy of ``source`` with ``charset`` (CTC rows of shared characters kept) and a fresh attention decoder."""
+                       seed: int = 0, keep_ctc_charset: bool = False) -> PPOCRRecognizer:
+    """A copy of ``source`` with a fresh attention decoder reading ``charset``.
+
+    The CTC head is cut to ``charset`` (rows of shared characters kept), or with ``keep_ctc_charset`` kept as it is
+    (``charset`` is then the decoder's ``dec_charset``: the first characters of the source's).
+    """
     from dataclasses import replace
 
     from .warm_start import initialize_from
 
-    base_cfg = replace(source.config, charset=charset, dec_depth=0, default_decoding="ctc")
+    ctc_charset = source.config.charset if keep_ctc_charset else charset
+    base_cfg = replace(source.config, charset=ctc_charset, dec_depth=0, default_decoding="ctc", dec_charset="")
     base = PPOCRRecognizer(base_cfg)
     initialize_from(base, source)
     cfg = replace(base_cfg, dec_depth=dec_depth, dec_dim=dec_dim, dec_heads=dec_heads, dec_mlp_ratio=dec_mlp_ratio,
-                  dec_max_length=dec_max_length)
+                  dec_max_length=dec_max_length, dec_charset=charset if keep_ctc_charset else "")
     torch.manual_seed(seed)
     model = PPOCRRecognizer(cfg)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
@@ -196,7 +201,7 @@ def _perms(steps: int, num: int, rng: np.random.Generator) -> list[torch.Tensor]
 def decoder_loss(model: PPOCRRecognizer, memory: torch.Tensor, targets: torch.Tensor, objective: str,
                  num_perms: int, rng: np.random.Generator) -> torch.Tensor:
     """Mean cross-entropy of the decoder passes of ``objective`` over ``memory`` ``(B, T, D)`` (see module doc)."""
-    tok = model.tokenizer
+    tok = model.dec_tokenizer
     perms = _perms(targets.shape[1] - 1, num_perms, rng) if objective == "plm" else []
     ar, par, cloze, permuted = teacher_forced(model.decoder, model.decoder_memory(memory), targets, tok.PAD, tok.EOS,
                                               ("ar", "parallel", "cloze"), perms)
@@ -249,7 +254,7 @@ def train_decoder(
         opt.load_state_dict(saved["opt"])
         state = saved["state"]
     rng = np.random.default_rng([seed, state["steps"]])
-    tok = model.tokenizer
+    tok = model.dec_tokenizer
     budget = minutes * 60.0
     model.train()
     model.eval()  # BatchNorm and dropout of the frozen encoder stay as they are; the decoder has no dropout

@@ -84,28 +84,46 @@ def test_autoregressive_cache_matches_full_recompute() -> None:
     torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-4)
 
 
-def test_joint_picks_the_candidate_with_the_higher_score(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the CTC weight at 0, joint keeps whichever candidate the decoder scores higher."""
-    from str_distill.models import decoder as dec_mod
-    from str_distill.models import ppocr as ppocr_mod
+def test_joint_picks_the_candidate_with_the_higher_score() -> None:
+    """Joint keeps, sample by sample, the candidate with the higher log p_att + w log p_ctc."""
+    for w in (0.0, 1.0):
+        m = tiny(joint_ctc_weight=w)
+        x = torch.randn(3, 3, 32, 128)
+        with torch.no_grad():
+            feats = m.features(x)
+            ctc = m.head(feats)
+            out = m.read_joint(feats, ctc)
+            c = m.joint_candidates(feats, ctc)
+        score = c["att_lp"] + w * c["ctc_lp"]
+        for i in range(3):
+            want = c["cands"][3 + i] if score[3 + i] > score[i] else c["cands"][i]
+            got = out.ids[i].tolist()
+            got = got[: got.index(0)] if 0 in got else got
+            assert got == want
 
-    m = tiny(joint_ctc_weight=0.0)
+
+def test_joint_keeps_a_ctc_reading_the_decoder_cannot_score() -> None:
+    """CTC over the full dictionary, decoder over its first 94 characters: a CTC reading with other characters is
+    kept as CTC read it, with CTC's per-character probabilities."""
+    torch.manual_seed(0)
+    m = build_model(get_config("siga-lcnet-t-ctc", charset="ppocrv6", dec_depth=1, dec_dim=32, dec_heads=2,
+                               dec_max_length=12, dec_charset="ppocrv6-en", joint_ctc_weight=0.0)).eval()
+    assert m.tokenizer.num_classes > 1000 and m.dec_tokenizer.num_classes == 95
     x = torch.randn(2, 3, 32, 128)
     with torch.no_grad():
         feats = m.features(x)
-        ctc = m.head(feats)
+        ctc = torch.full((2, feats.shape[1], m.tokenizer.num_classes), -10.0)
+        ctc[:, :, 0] = 0.0
+        ctc[0, 2, 2000] = 10.0  # sample 0: CTC reads one character outside ASCII
+        ctc[1, 2, 40] = 10.0  # sample 1: one ASCII character
+        att = m.read_attention(m.decoder_memory(feats))
+        assert att.logits.shape[-1] == m.tokenizer.num_classes and torch.isinf(att.logits[..., 95:]).all()
         out = m.read_joint(feats, ctc)
-        tok = m.tokenizer
-        c_ctc = ppocr_mod._ctc_greedy(ctc.argmax(-1), tok.BLANK, 12)
-        c_att = ppocr_mod._until_eos(m.read_attention(m.decoder_memory(feats)).logits.argmax(-1), tok.EOS, 12)
-        tg = ppocr_mod._targets(c_ctc + c_att, tok.BOS, tok.EOS, tok.PAD, x.device)
-        mem = m.decoder_memory(feats)
-        lp, _ = dec_mod.sequence_log_probs(m.decoder, torch.cat([mem, mem]), tg, tok.PAD)
-    for i in range(2):
-        want = c_att[i] if lp[2 + i] > lp[i] else c_ctc[i]
-        got = out.ids[i].tolist()
-        got = got[: got.index(tok.EOS)] if tok.EOS in got else got
-        assert got == want
+    assert out.ids[0, 0] == 2000 and out.ids[0, 1] == 0
+    probs = out.logits.softmax(-1)
+    assert abs(float(probs[0, 0, 2000]) - float(ctc[0, 2].softmax(-1).max())) < 1e-3
+    with pytest.raises(ValueError, match="first characters"):
+        get_config("siga-lcnet-t-ctc", charset="94", dec_depth=1, dec_charset="ppocrv6-en")
 
 
 def test_recognizer_reads_with_every_decoding_and_attention_maps() -> None:
